@@ -1,0 +1,67 @@
+# webstack: `make demo` and `make test` do all the set-up on a fresh Debian machine.
+SHELL := /bin/bash
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PYTHONDONTWRITEBYTECODE := 1
+DEMO_PORT ?= 8080
+export WEBSTACK_DEMO_PORT := $(DEMO_PORT)
+SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
+
+.PHONY: help setup engine images image-12 image-13 demo demo-down lint unit molecule test collection clean
+
+help:
+	@echo "make demo     sandbox containers + site.yml + the app's answer through nginx"
+	@echo "make test     lint, fast tests, every Molecule scenario"
+	@echo "make setup    only the pinned tools in .venv"
+
+setup: $(VENV)/.installed .collections/ansible_collections/pyops/webstack
+
+$(VENV)/.installed: requirements.txt
+	@python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null \
+	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; }
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+.collections/ansible_collections/pyops/webstack:
+	tools/link-collection.sh
+
+engine:
+	tools/engine.sh
+
+image-12: engine
+	tools/build-image.sh bookworm
+
+image-13: engine
+	tools/build-image.sh trixie
+
+images: image-12 image-13
+
+demo: setup image-12
+	ansible-playbook playbooks/sandbox.yml
+	ansible-playbook -i inventory site.yml
+	$(BIN)/python tools/answer.py http://127.0.0.1:$(DEMO_PORT)/ --host localhost
+
+demo-down: setup
+	ansible-playbook playbooks/sandbox.yml -e webstack_sandbox_state=absent
+
+lint: setup
+	yamllint --strict .
+	ansible-lint
+
+unit: setup
+	pytest
+
+molecule: setup images
+	set -e; for s in $(SCENARIOS); do molecule test -s $$s; done
+
+test: lint unit molecule
+
+collection: setup
+	ansible-galaxy collection build --force --output-path .cache/dist .
+
+clean:
+	rm -rf .cache .collections .pytest_cache

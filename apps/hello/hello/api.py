@@ -1,0 +1,32 @@
+"""The JSON side: what a test needs to prove which release, server and interpreter answered."""
+
+import os
+import sys
+
+from flask import Blueprint, current_app, g, request
+
+api = Blueprint("api", __name__)
+
+
+@api.before_request
+def _remember_request():
+    g.client = request.remote_addr
+
+
+@api.get("/info")
+def info():
+    config = current_app.config
+    return {
+        "app": "hello",
+        "release": config["RELEASE_ID"],
+        "server": config["SERVER"],
+        "worker_class": config["WORKER_CLASS"],
+        "python": sys.version.split()[0],
+        "executable": sys.executable,
+        "prefix": sys.prefix,
+        "pid": os.getpid(),
+        "client": g.client,
+        "scheme": request.scheme,
+        "host": request.host,
+        "script_root": request.script_root,
+    }

@@ -1,0 +1,134 @@
+"""Filters that turn the user's one description of each app into what each tier needs.
+
+The contract between nginx and the app server (protocol and address) is decided here and
+nowhere else: the app tier reads ``listen`` from :func:`webstack_apps`, the web tier reads the
+same value back through :func:`webstack_nginx_sites`.
+"""
+
+import re
+
+from ansible.errors import AnsibleFilterError
+
+DOCUMENTATION = """
+name: webstack_apps
+short_description: Normalise and check webstack_apps, deriving each app's listen address
+description:
+  - Fills defaults, rejects unknown keys and bad values with a message naming the field, and
+    derives C(protocol), C(listen) and C(root) for each app.
+positional: _input
+options:
+  _input:
+    description: The webstack_apps list.
+    type: list
+    required: true
+"""
+
+SERVERS = {"gunicorn": "http"}
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+KNOWN_KEYS = {
+    "name", "source", "wsgi_app", "server", "domains", "static", "env", "secret_env",
+    "gunicorn", "root", "state", "requirements_file", "pip_packages",
+}
+
+
+def _fail(index, field, message):
+    raise AnsibleFilterError(f"webstack_apps[{index}].{field}: {message}")
+
+
+def _app(index, app):
+    if not isinstance(app, dict):
+        raise AnsibleFilterError(f"webstack_apps[{index}] must be a dict, got {type(app).__name__}")
+    unknown = sorted(set(app) - KNOWN_KEYS)
+    if unknown:
+        _fail(index, unknown[0], f"unknown key (known: {', '.join(sorted(KNOWN_KEYS))})")
+    name = app.get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        _fail(index, "name", f"must be lowercase letters, digits, - or _, starting with a letter (got {name!r})")
+    for field in ("source", "wsgi_app"):
+        if not isinstance(app.get(field), str) or not app[field]:
+            _fail(index, field, "is required and must be a non-empty string")
+    server = app.get("server", "gunicorn")
+    if server not in SERVERS:
+        _fail(index, "server", f"must be one of {', '.join(SERVERS)} (got {server!r})")
+    domains = app.get("domains", [name])
+    if not isinstance(domains, list) or not domains or not all(isinstance(d, str) and d for d in domains):
+        _fail(index, "domains", "must be a non-empty list of host names")
+    state = app.get("state", "present")
+    if state not in ("present", "absent"):
+        _fail(index, "state", f"must be present or absent (got {state!r})")
+    static = app.get("static", [])
+    if not isinstance(static, list):
+        _fail(index, "static", "must be a list of {url, dir}")
+    for item in static:
+        if not isinstance(item, dict) or set(item) - {"url", "dir", "expires"} or not {"url", "dir"} <= set(item):
+            _fail(index, "static", "each entry needs url and dir (and optionally expires)")
+        if not (item["url"].startswith("/") and item["url"].endswith("/")):
+            _fail(index, "static", f"url must start and end with / (got {item['url']!r})")
+        if item["dir"].startswith("/") or ".." in item["dir"].split("/"):
+            _fail(index, "static", f"dir must be relative to the app source (got {item['dir']!r})")
+    for field in ("env", "secret_env", "gunicorn"):
+        if not isinstance(app.get(field, {}), dict):
+            _fail(index, field, "must be a dict")
+    root = app.get("root", f"/srv/{name}")
+    normalized = dict(app)
+    normalized.update(
+        server=server,
+        protocol=SERVERS[server],
+        domains=domains,
+        state=state,
+        static=static,
+        env=app.get("env", {}),
+        secret_env=app.get("secret_env", {}),
+        gunicorn=app.get("gunicorn", {}),
+        root=root,
+        requirements_file=app.get("requirements_file", "requirements.txt"),
+        pip_packages=app.get("pip_packages", []),
+        # Same host: a unix socket held by systemd, outside any RuntimeDirectory.
+        listen=f"/run/{name}.sock",
+    )
+    return normalized
+
+
+def webstack_apps(apps):
+    """Check and complete the app list; raise with the offending index and field."""
+    if not isinstance(apps, list):
+        raise AnsibleFilterError("webstack_apps must be a list of apps")
+    normalized = [_app(index, app) for index, app in enumerate(apps)]
+    names = [app["name"] for app in normalized]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise AnsibleFilterError(f"webstack_apps: names must be unique, repeated: {', '.join(duplicates)}")
+    return normalized
+
+
+def webstack_nginx_sites(apps):
+    """The nginx role's nginx_sites for a (normalised) app list."""
+    sites = []
+    for app in webstack_apps(apps):
+        listen = app["listen"]
+        upstream = f"unix:{listen}" if listen.startswith("/") else listen
+        sites.append(
+            {
+                "name": app["name"],
+                "state": app["state"],
+                "server_names": app["domains"],
+                "upstream": {"protocol": app["protocol"], "servers": [upstream]},
+                "static": [
+                    {
+                        "location": item["url"],
+                        "path": f"{app['root']}/current/src/{item['dir'].strip('/')}/",
+                        "expires": item.get("expires", "7d"),
+                    }
+                    for item in app["static"]
+                ],
+            }
+        )
+    return sites
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "webstack_apps": webstack_apps,
+            "webstack_nginx_sites": webstack_nginx_sites,
+        }
