@@ -1,0 +1,155 @@
+"""Behaviour of the converged stack: nginx -> gunicorn (unix socket) -> hello, on each host."""
+
+import json
+import re
+
+import pytest
+
+APP = "hello"
+SOCKET = f"/run/{APP}.sock"
+CURRENT = f"/srv/{APP}/current"
+
+# Runs inside the host: the bare images have python3 but no curl (and the roles add none).
+FETCH = r"""
+import http.client, json, sys
+conn = http.client.HTTPConnection("127.0.0.1", 80, timeout=10)
+try:
+    conn.request(sys.argv[2], sys.argv[1], body=sys.argv[4] or None,
+                 headers=dict(json.loads(sys.argv[3])))
+    r = conn.getresponse()
+    print(json.dumps({"status": r.status, "headers": {k.lower(): v for k, v in r.getheaders()},
+                      "body": r.read().decode("utf-8", "replace")}))
+except (http.client.RemoteDisconnected, ConnectionResetError) as error:
+    print(json.dumps({"status": None, "error": type(error).__name__}))
+"""
+
+
+def http(host, path, method="GET", host_header="localhost", body="", headers=None):
+    all_headers = {"Host": host_header, **(headers or {})}
+    if body:
+        all_headers["Content-Type"] = "application/x-www-form-urlencoded"
+    cmd = host.run(
+        "python3 -c %s %s %s %s %s",
+        FETCH, path, method, json.dumps(all_headers), body,
+    )
+    assert cmd.rc == 0, cmd.stderr
+    return json.loads(cmd.stdout)
+
+
+def release_dir(host):
+    return host.file(CURRENT).linked_to
+
+
+def test_index_through_nginx(host):
+    response = http(host, "/")
+    assert response["status"] == 200
+    assert "<h1>Hello from webstack</h1>" in response["body"]
+    assert response["headers"]["server"] == "nginx", "server_tokens must be off"
+    assert response["headers"]["x-content-type-options"] == "nosniff"
+    assert response["headers"]["x-frame-options"] == "SAMEORIGIN"
+
+
+def test_api_info_runs_in_the_release_venv(host):
+    response = http(host, "/api/info", headers={"X-Forwarded-For": "198.51.100.7"})
+    assert response["status"] == 200
+    info = json.loads(response["body"])
+    release = release_dir(host)
+    assert release.startswith(f"/srv/{APP}/releases/")
+    assert info["executable"].startswith(release + "/venv/bin/python")
+    assert info["prefix"] == release + "/venv"
+    assert info["release"] == release.rsplit("/", 1)[1]
+    assert info["server"] == "gunicorn"
+    assert info["worker_class"] == "sync"
+    # nginx appends the real peer to X-Forwarded-For; ProxyFix trusts exactly that hop.
+    assert info["client"] == "127.0.0.1"
+    assert info["host"] == "localhost"
+
+
+def test_routes_post_and_redirect_through_nginx(host):
+    assert "Hello, ada!" in http(host, "/hello/ada")["body"]
+    echoed = http(host, "/echo", method="POST", body="a=1&b=two")
+    assert echoed["status"] == 200
+    assert json.loads(echoed["body"]) == {"form": {"a": "1", "b": "two"}}
+    redirect = http(host, "/go-home")
+    assert redirect["status"] == 302
+    assert redirect["headers"]["location"] == "/"
+
+
+def test_static_file_is_served_by_nginx_not_the_app(host):
+    page = http(host, "/")
+    assert "x-app-time-ms" in page["headers"], "the app stamps every response it serves"
+    static = http(host, "/static/style.css?probe=webstack-static")
+    assert static["status"] == 200
+    assert "served by nginx straight from the release" in static["body"]
+    assert "x-app-time-ms" not in static["headers"]
+    assert "max-age=604800" in static["headers"]["cache-control"]
+    assert static["headers"]["x-content-type-options"] == "nosniff"
+    # gunicorn logs every request it sees to the journal; the static probe is not there.
+    http(host, "/api/info?probe=webstack-dynamic")
+    log = host.run("journalctl -u %s.service --no-pager -o cat", APP).stdout
+    assert "probe=webstack-dynamic" in log
+    assert "probe=webstack-static" not in log
+
+
+def test_unknown_host_gets_no_answer(host):
+    response = http(host, "/", host_header="not-a-site.example")
+    assert response["status"] is None
+
+
+def test_socket_owner_and_mode(host):
+    socket = host.file(SOCKET)
+    assert socket.is_socket
+    assert socket.user == "root"
+    assert socket.group == "www-data"
+    assert socket.mode == 0o660
+    assert host.service(f"{APP}.socket").is_enabled
+
+
+def test_app_user_cannot_write_its_code(host):
+    release = release_dir(host)
+    for path in (release, release + "/src", release + "/src/hello", release + "/venv/bin"):
+        assert host.file(path).user == "root"
+        result = host.run("runuser -u %s -- touch %s/webstack-write-probe", APP, path)
+        assert result.rc != 0, f"{APP} could write {path}"
+    assert not host.file(release + "/src/webstack-write-probe").exists
+
+
+def test_env_file_is_private(host):
+    env = host.file(f"/srv/{APP}/shared/env")
+    assert env.user == "root" and env.group == APP and env.mode == 0o640
+    assert 'HELLO_GREETING="Hello from webstack"' in env.content_string
+
+
+def test_workers_run_as_the_app_user(host):
+    cores = int(host.run("nproc").stdout)
+    workers = host.process.filter(user=APP, comm="gunicorn")
+    # one master and 2 x cores + 1 workers
+    assert len(workers) == 2 * cores + 2
+
+
+def test_service_is_hardened(host):
+    out = host.run("systemd-analyze security %s.service --no-pager", APP).stdout
+    level = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", out).group(1))
+    assert level < 2.5, out
+    unit = host.file(f"/etc/systemd/system/{APP}.service").content_string
+    assert "Type=notify" in unit and "KillMode=mixed" in unit
+    timeout_stop = int(re.search(r"TimeoutStopSec=(\d+)", unit).group(1))
+    graceful = int(re.search(r"graceful_timeout = (\d+)", host.file(CURRENT + "/gunicorn.conf.py").content_string).group(1))
+    assert timeout_stop > graceful
+    log = host.run("journalctl -u %s.service --no-pager -o cat", APP).stdout
+    assert "Permission denied" not in log, "control socket or other write outside the sandbox"
+
+
+def test_nginx_config_is_valid_and_owned(host):
+    assert host.run("nginx -t").rc == 0
+    conf = host.file("/etc/nginx/nginx.conf")
+    assert (conf.user, conf.group, conf.mode) == ("root", "root", 0o640)
+    assert re.search(r"^user www-data;", conf.content_string, re.M)
+    assert re.search(r"^\s*server_tokens off;", conf.content_string, re.M)
+    assert not host.file("/etc/nginx/sites-enabled/default").exists
+
+
+@pytest.mark.parametrize("unit", ["nginx.service", f"{APP}.socket", f"{APP}.service"])
+def test_units_enabled_and_running(host, unit):
+    service = host.service(unit)
+    assert service.is_running

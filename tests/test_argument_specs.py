@@ -1,0 +1,67 @@
+"""Every role variable is defaulted, specified and documented, with the same default everywhere."""
+
+import pytest
+import yaml
+
+from webstack_testlib import ROLE_NAMES, ROLES
+
+
+def load(role, *parts):
+    with open(ROLES.joinpath(role, *parts)) as handle:
+        return yaml.safe_load(handle) or {}
+
+
+def main_options(role):
+    return load(role, "meta", "argument_specs.yml")["argument_specs"]["main"]["options"]
+
+
+@pytest.mark.parametrize("role", ROLE_NAMES)
+def test_every_default_is_specified(role):
+    missing = sorted(set(load(role, "defaults", "main.yml")) - set(main_options(role)))
+    assert not missing, f"{role}: defaults without an argument spec: {missing}"
+
+
+@pytest.mark.parametrize("role", ROLE_NAMES)
+def test_every_optional_spec_has_a_default(role):
+    defaults = load(role, "defaults", "main.yml")
+    options = main_options(role)
+    missing = sorted(n for n, o in options.items() if not o.get("required") and n not in defaults)
+    assert not missing, f"{role}: optional variables without a default in defaults/main.yml: {missing}"
+
+
+@pytest.mark.parametrize("role", ROLE_NAMES)
+def test_spec_defaults_match_role_defaults(role):
+    defaults = load(role, "defaults", "main.yml")
+    mismatched = {
+        name: (option["default"], defaults.get(name))
+        for name, option in main_options(role).items()
+        if "default" in option and option["default"] != defaults.get(name)
+    }
+    assert not mismatched, f"{role}: argument_specs default != defaults/main.yml: {mismatched}"
+
+
+def _walk(options, prefix=""):
+    for name, option in options.items():
+        yield prefix + name, option
+        yield from _walk(option.get("options", {}), prefix + name + ".")
+
+
+@pytest.mark.parametrize("role", ROLE_NAMES)
+def test_every_option_is_typed_and_described(role):
+    for entry, spec in load(role, "meta", "argument_specs.yml")["argument_specs"].items():
+        for name, option in _walk(spec.get("options", {})):
+            assert option.get("type"), f"{role}:{entry}:{name} has no type"
+            assert option.get("description"), f"{role}:{entry}:{name} has no description"
+
+
+@pytest.mark.parametrize("role", ROLE_NAMES)
+def test_every_variable_is_in_the_role_readme(role):
+    readme = ROLES.joinpath(role, "README.md").read_text()
+    missing = [name for name in main_options(role) if f"`{name}`" not in readme]
+    assert not missing, f"{role}/README.md does not document {missing}"
+
+
+@pytest.mark.parametrize("role", ROLE_NAMES)
+def test_defaults_are_prefixed(role):
+    bad = [name for name in load(role, "defaults", "main.yml") if not name.startswith(role + "_")]
+    assert not bad, f"{role}: defaults without the {role}_ prefix: {bad}"

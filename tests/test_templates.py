@@ -1,0 +1,283 @@
+"""Role templates rendered by Ansible itself across many variable combinations, then checked.
+
+One ansible-playbook run renders every case: a play per case loads the role's defaults and vars
+files, then the case's variables (later vars_files win), and renders the role's templates.
+"""
+
+import json
+import re
+import runpy
+
+import pytest
+import yaml
+from gunicorn.config import Config
+
+from webstack_testlib import ROLES, ROOT, run
+
+APP = {
+    "name": "hello", "id": "abc123", "path": "/srv/hello/releases/abc123",
+    "current": "/srv/hello/current", "venv": "/srv/hello/releases/abc123/venv",
+    "src": "/srv/hello/releases/abc123/src", "user": "hello", "group": "hello",
+    "env_file": "/srv/hello/shared/env", "listen": "/run/hello.sock", "wsgi_app": "hello:create_app()",
+}
+HELLO_SITE = {
+    "name": "hello", "server_names": ["localhost", "hello.test"],
+    "upstream": {"protocol": "http", "servers": ["unix:/run/hello.sock"]},
+    "static": [{"location": "/static/", "path": "/srv/hello/current/src/hello/static/"}],
+}
+TCP_SITE = {
+    "name": "api", "server_names": ["api.test"], "listen": 8080, "read_timeout": 5,
+    "client_max_body_size": "1m",
+    "upstream": {"protocol": "http", "servers": ["10.0.0.5:8000", "10.0.0.6:8000"], "keepalive": 16},
+}
+
+NGINX_FILES = ["nginx.conf", "security-headers.conf", "proxy-params.conf", "default-deny.conf", "site.conf"]
+GUNICORN_FILES = ["gunicorn.conf.py", "service.yml", "socket.yml"]
+UNIT_FILES = ["service", "socket"]
+
+CASES = {
+    "nginx_default": ("nginx", NGINX_FILES, {"nginx_ipv6": False, "nginx_sites": [HELLO_SITE], "site": HELLO_SITE}),
+    "nginx_tcp_keepalive": ("nginx", NGINX_FILES, {
+        "nginx_ipv6": True, "nginx_gzip": False, "nginx_server_tokens": True,
+        "nginx_worker_connections": 4096, "nginx_extra_http_directives": ["map_hash_bucket_size 128;"],
+        "nginx_security_headers": {"X-Frame-Options": "DENY"},
+        "nginx_sites": [HELLO_SITE, TCP_SITE], "site": TCP_SITE,
+    }),
+    "gunicorn_sync": ("gunicorn", GUNICORN_FILES, {"gunicorn_app": APP, "gunicorn_workers": 5}),
+    "gunicorn_gthread_tcp": ("gunicorn", GUNICORN_FILES, {
+        "gunicorn_app": {**APP, "listen": "0.0.0.0:8000"}, "gunicorn_workers": 3,
+        "gunicorn_overrides": {"worker_class": "gthread", "threads": 8, "graceful_timeout": 50},
+        "gunicorn_control_socket": True,
+        "gunicorn_extra_settings": {"preload_app": True, "limit_request_line": 8190, "user": None},
+    }),
+    "gunicorn_gevent": ("gunicorn", GUNICORN_FILES, {
+        "gunicorn_app": APP, "gunicorn_workers": 2, "gunicorn_worker_class": "gevent", "gunicorn_access_log": "",
+    }),
+    "unit_socket": ("systemd_unit", UNIT_FILES, {
+        "systemd_unit_name": "hello", "systemd_unit_unit": {"After": "network.target"},
+        "systemd_unit_service": {"Type": "notify", "ExecStart": "/bin/true", "Environment": ["A=1", "B=2"]},
+        "systemd_unit_socket": {"ListenStream": "/run/hello.sock", "SocketMode": "0660"},
+        "systemd_unit_hardening_overrides": {"ProtectSystem": None, "PrivateUsers": True, "ProtectHome": "read-only"},
+    }),
+    "unit_plain": ("systemd_unit", UNIT_FILES, {
+        "systemd_unit_name": "worker", "systemd_unit_service": {"ExecStart": "/bin/true", "Restart": "always"},
+        "systemd_unit_socket": {},
+    }),
+}
+
+TEMPLATE_SOURCES = {
+    ("nginx", "site.conf"): "site.conf.j2",
+    ("gunicorn", "service.yml"): "service.yml.j2",
+    ("gunicorn", "socket.yml"): "socket.yml.j2",
+    ("systemd_unit", "service"): "service.j2",
+    ("systemd_unit", "socket"): "socket.j2",
+}
+
+
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rendered")
+    plays = []
+    for case, (role, files, variables) in CASES.items():
+        (out / case).mkdir()
+        case_vars = out / f"{case}.json"
+        case_vars.write_text(json.dumps(variables))
+        plays.append({
+            "name": case, "hosts": "localhost", "connection": "local", "gather_facts": False,
+            "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"},
+            "vars_files": [str(ROLES / role / "defaults/main.yml"), str(ROLES / role / "vars/main.yml"), str(case_vars)],
+            "tasks": [{
+                "name": f"render {case}",
+                "ansible.builtin.template": {
+                    "src": str(ROLES / role / "templates" / "{{ item.src }}"),
+                    "dest": str(out / case / "{{ item.dest }}"), "mode": "0644",
+                },
+                "loop": [{"src": TEMPLATE_SOURCES.get((role, name), name + ".j2"), "dest": name} for name in files],
+            }],
+        })
+    playbook = out / "render.yml"
+    playbook.write_text(yaml.safe_dump(plays, sort_keys=False))
+    run(["ansible-playbook", "-i", "localhost,", str(playbook)])
+    return out
+
+
+def read(rendered, case, name):
+    return (rendered / case / name).read_text()
+
+
+def nginx_statements(text):
+    """Strip comments, check braces balance and every statement is terminated."""
+    body = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    depth = 0
+    for char in body:
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        assert depth >= 0, "unbalanced }"
+    assert depth == 0, "unbalanced {"
+    for line in body.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("'"):
+            assert stripped[-1] in ";{}'", f"unterminated nginx statement: {stripped!r}"
+    return body
+
+
+@pytest.mark.parametrize("case", [c for c, v in CASES.items() if v[0] == "nginx"])
+def test_nginx_files_are_well_formed_and_managed(rendered, case):
+    for name in NGINX_FILES:
+        text = read(rendered, case, name)
+        assert text.startswith("#"), f"{name} lacks the ansible_managed header"
+        nginx_statements(text)
+
+
+def test_nginx_conf_defaults(rendered):
+    conf = read(rendered, "nginx_default", "nginx.conf")
+    assert re.search(r"^user www-data;", conf, re.M)
+    assert "worker_processes auto;" in conf
+    assert "worker_connections 1024;" in conf
+    assert "worker_rlimit_nofile 2048;" in conf
+    assert "server_tokens off;" in conf
+    assert "gzip on;" in conf and "image/svg+xml" in conf
+    assert "include /etc/nginx/sites-enabled/*.conf;" in conf
+
+
+def test_nginx_conf_options(rendered):
+    conf = read(rendered, "nginx_tcp_keepalive", "nginx.conf")
+    assert "worker_rlimit_nofile 8192;" in conf, "rlimit follows 2 x worker_connections"
+    assert "server_tokens on;" in conf
+    assert "gzip off;" in conf and "gzip_types" not in conf
+    assert "    map_hash_bucket_size 128;" in conf
+
+
+def test_unix_site_proxies_and_serves_static(rendered):
+    site = read(rendered, "nginx_default", "site.conf")
+    assert "server unix:/run/hello.sock fail_timeout=0;" in site
+    assert "keepalive" not in site and "proxy_http_version" not in site
+    assert "proxy_pass http://hello_app;" in site
+    assert "server_name localhost hello.test;" in site
+    assert "listen 80;" in site and "[::]" not in site
+    static = re.search(r"location /static/ \{(.*?)\}", site, re.S).group(1)
+    assert "alias /srv/hello/current/src/hello/static/;" in static
+    assert "expires 7d;" in static
+
+
+def test_every_block_that_adds_headers_repeats_the_security_headers(rendered):
+    for case in ("nginx_default", "nginx_tcp_keepalive"):
+        site = nginx_statements(read(rendered, case, "site.conf"))
+        for block in re.findall(r"location [^{]+\{([^}]*)\}", site):
+            if "add_header" in block:
+                assert "webstack-security-headers.conf" in block, block
+
+
+def test_tcp_site_keepalive_needs_all_three(rendered):
+    site = read(rendered, "nginx_tcp_keepalive", "site.conf")
+    assert "server 10.0.0.5:8000 fail_timeout=0;" in site and "server 10.0.0.6:8000 fail_timeout=0;" in site
+    assert "keepalive 16;" in site
+    assert "proxy_http_version 1.1;" in site
+    assert 'proxy_set_header Connection "";' in site
+    assert "listen 8080;" in site and "listen [::]:8080;" in site
+    assert "proxy_read_timeout 5s;" in site and "client_max_body_size 1m;" in site
+    assert "location /static/" not in site
+
+
+def test_default_deny_covers_every_site_port(rendered):
+    deny = read(rendered, "nginx_tcp_keepalive", "default-deny.conf")
+    assert "listen 80 default_server;" in deny and "listen 8080 default_server;" in deny
+    assert "listen [::]:8080 default_server;" in deny
+    assert deny.count("return 444;") == 2
+    assert "[::]" not in read(rendered, "nginx_default", "default-deny.conf")
+
+
+def test_security_headers_are_always_sent(rendered):
+    headers = read(rendered, "nginx_default", "security-headers.conf")
+    assert 'add_header X-Content-Type-Options "nosniff" always;' in headers
+    custom = read(rendered, "nginx_tcp_keepalive", "security-headers.conf")
+    assert [line for line in custom.splitlines() if line.startswith("add_header")] == [
+        'add_header X-Frame-Options "DENY" always;'
+    ]
+
+
+def load_gunicorn(path):
+    """Load a rendered config the way gunicorn does: run it, keep the names it knows."""
+    cfg = Config()
+    for name, value in runpy.run_path(str(path)).items():
+        if name in cfg.settings:
+            cfg.set(name, value)
+    return cfg
+
+
+def test_gunicorn_sync_config(rendered):
+    cfg = load_gunicorn(rendered / "gunicorn_sync" / "gunicorn.conf.py")
+    assert cfg.workers == 5
+    assert cfg.worker_class_str == "sync"
+    assert cfg.bind == ["unix:/run/hello.sock"]
+    assert cfg.wsgi_app == "hello:create_app()"
+    assert cfg.forwarded_allow_ips == ["*"], "only nginx can open the socket"
+    assert cfg.control_socket_disable is True
+    assert cfg.accesslog == "-"
+    assert "WEBSTACK_RELEASE_ID=abc123" in cfg.raw_env
+    assert "threads =" not in read(rendered, "gunicorn_sync", "gunicorn.conf.py")
+
+
+def test_gunicorn_gthread_tcp_config(rendered):
+    cfg = load_gunicorn(rendered / "gunicorn_gthread_tcp" / "gunicorn.conf.py")
+    assert cfg.worker_class_str == "gthread" and cfg.threads == 8 and cfg.workers == 3
+    assert cfg.bind == ["0.0.0.0:8000"]
+    assert cfg.forwarded_allow_ips == ["127.0.0.1", "::1"]
+    assert cfg.control_socket == "/run/hello-gunicorn/gunicorn.ctl"
+    assert cfg.control_socket_disable is False
+    assert cfg.preload_app is True and cfg.limit_request_line == 8190
+    assert cfg.graceful_timeout == 50
+    assert "WEBSTACK_WORKER_CLASS=gthread" in cfg.raw_env
+
+
+def test_gunicorn_gevent_config(rendered):
+    cfg = load_gunicorn(rendered / "gunicorn_gevent" / "gunicorn.conf.py")
+    assert cfg.worker_class_str == "gevent"
+    assert cfg.accesslog is None
+
+
+@pytest.mark.parametrize("case", ["gunicorn_sync", "gunicorn_gthread_tcp", "gunicorn_gevent"])
+def test_gunicorn_unit_spec(rendered, case):
+    service = yaml.safe_load(read(rendered, case, "service.yml"))
+    cfg = load_gunicorn(rendered / case / "gunicorn.conf.py")
+    assert service["Type"] == "notify" and service["KillMode"] == "mixed"
+    assert service["TimeoutStopSec"] > cfg.graceful_timeout
+    assert service["ExecStart"] == "/srv/hello/current/venv/bin/gunicorn --config /srv/hello/current/gunicorn.conf.py"
+    assert service["User"] == "hello" and service["EnvironmentFile"] == "/srv/hello/shared/env"
+    assert service["RuntimeDirectory"] == "hello-gunicorn", "never the socket's directory"
+
+
+def test_gunicorn_socket_spec(rendered):
+    unix = yaml.safe_load(read(rendered, "gunicorn_sync", "socket.yml"))
+    assert unix["ListenStream"] == "/run/hello.sock"
+    assert (unix["SocketUser"], unix["SocketGroup"], unix["SocketMode"]) == ("root", "www-data", "0660")
+    tcp = yaml.safe_load(read(rendered, "gunicorn_gthread_tcp", "socket.yml"))
+    assert tcp["ListenStream"] == "0.0.0.0:8000" and "SocketGroup" not in tcp
+
+
+def unit_lines(text):
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def test_unit_with_socket(rendered):
+    lines = unit_lines(read(rendered, "unit_socket", "service"))
+    assert "Requires=hello.socket" in lines and "After=hello.socket" in lines
+    assert "After=network.target" in lines
+    assert "Environment=A=1" in lines and "Environment=B=2" in lines
+    assert "PrivateUsers=yes" in lines and "NoNewPrivileges=yes" in lines
+    assert "ProtectHome=read-only" in lines and "ProtectHome=yes" not in lines
+    assert not any(line.startswith("ProtectSystem=") for line in lines), "null removes the key"
+    assert "SystemCallFilter=@system-service" in lines
+    assert "CapabilityBoundingSet=" in lines
+    assert lines.index("[Service]") < lines.index("ExecStart=/bin/true") < lines.index("[Install]")
+    keys = [line.split("=", 1)[0] for line in lines if "=" in line]
+    repeated = {k for k in keys if keys.count(k) > 1} - {"Environment", "After", "SystemCallFilter"}
+    assert not repeated, f"keys rendered twice: {repeated}"
+    socket = unit_lines(read(rendered, "unit_socket", "socket"))
+    assert "ListenStream=/run/hello.sock" in socket and "SocketMode=0660" in socket
+    assert "WantedBy=sockets.target" in socket
+
+
+def test_unit_without_socket(rendered):
+    lines = unit_lines(read(rendered, "unit_plain", "service"))
+    assert not any(line.startswith("Requires=") for line in lines)
+    assert "Restart=always" in lines and "ProtectSystem=strict" in lines

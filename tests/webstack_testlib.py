@@ -1,0 +1,31 @@
+"""Helpers shared by the fast tests: paths of the checkout and running Ansible commands."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROLES = ROOT / "roles"
+ROLE_NAMES = sorted(p.name for p in ROLES.iterdir() if (p / "tasks").is_dir())
+
+
+def ansible_env(**extra):
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+        PATH=f"{pathlib.Path(sys.executable).parent}:{env.get('PATH', '')}",
+    )
+    env.update(extra)
+    return env
+
+
+def run(cmd, cwd=ROOT, env=None, check=True):
+    result = subprocess.run(cmd, cwd=cwd, env=env or ansible_env(), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        pytest.fail(f"{' '.join(map(str, cmd))} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
