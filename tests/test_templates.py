@@ -157,6 +157,7 @@ def test_unix_site_proxies_and_serves_static(rendered):
     static = re.search(r"location /static/ \{(.*?)\}", site, re.S).group(1)
     assert "alias /srv/hello/current/src/hello/static/;" in static
     assert "expires 7d;" in static
+    assert "Cache-Control" not in static, "expires already sends Cache-Control"
 
 
 def test_every_block_that_adds_headers_repeats_the_security_headers(rendered):
