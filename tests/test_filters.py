@@ -34,7 +34,7 @@ def test_the_same_listen_address_reaches_nginx():
     apps = [app(static=[{"url": "/static/", "dir": "hello/static"}], domains=["a.test", "b.test"])]
     [normalized] = webstack.webstack_apps(apps)
     [site] = webstack.webstack_nginx_sites(apps)
-    assert site["upstream"] == {"protocol": "http", "servers": ["unix:" + normalized["listen"]]}
+    assert site["upstream"] == {"protocol": "http", "servers": ["unix:" + normalized["listen"]], "keepalive": 0}
     assert site["server_names"] == ["a.test", "b.test"]
     assert site["static"] == [
         {"location": "/static/", "path": "/srv/hello/current/src/hello/static/", "expires": "7d"}
@@ -68,6 +68,15 @@ def test_absent_apps_are_kept_with_their_state():
         (app(static=[{"url": "/s/"}]), r"each entry needs url and dir"),
         (app(env=["A=1"]), r"webstack_apps\[0\]\.env: must be a dict"),
         (app(colour="blue"), r"webstack_apps\[0\]\.colour: unknown key"),
+        (app(listen="8001"), r"webstack_apps\[0\]\.listen: must be host:port"),
+        (app(listen="/tmp/x.sock"), r"webstack_apps\[0\]\.listen: must be host:port"),
+        (app(listen="127.0.0.1:70000"), r"webstack_apps\[0\]\.listen: port out of range"),
+        (app(keepalive=8), r"keepalive: only TCP listeners"),
+        (app(listen="127.0.0.1:8001", keepalive=-1), r"keepalive: must be a whole number"),
+        (app(listen="127.0.0.1:8001", keepalive=True), r"keepalive: must be a whole number"),
+        (app(listen="127.0.0.1:8001", server="uwsgi", keepalive=4), r"the uwsgi protocol has no keep-alive"),
+        (app(listen="127.0.0.1:8001", server="scgi", keepalive=4), r"the scgi protocol has no keep-alive"),
+        (app(uwsgi=[]), r"webstack_apps\[0\]\.uwsgi: must be a dict"),
         ("hello", r"webstack_apps\[0\] must be a dict"),
     ],
 )
@@ -88,3 +97,36 @@ def test_not_a_list_is_refused():
 
 def test_filters_are_registered():
     assert set(webstack.FilterModule().filters()) == {"webstack_apps", "webstack_nginx_sites"}
+
+
+@pytest.mark.parametrize(
+    ("server", "protocol"), [("gunicorn", "http"), ("uwsgi", "uwsgi"), ("fastcgi", "fastcgi"), ("scgi", "scgi")]
+)
+def test_one_variable_picks_the_protocol(server, protocol):
+    [normalized] = webstack.webstack_apps([app(server=server)])
+    [site] = webstack.webstack_nginx_sites([app(server=server)])
+    assert normalized["protocol"] == site["upstream"]["protocol"] == protocol
+    assert site["upstream"]["servers"] == ["unix:/run/hello.sock"]
+
+
+@pytest.mark.parametrize(
+    ("server", "keepalive"), [("gunicorn", 16), ("fastcgi", 16), ("uwsgi", 0), ("scgi", 0)]
+)
+def test_tcp_listeners_keep_upstream_connections_where_the_protocol_can(server, keepalive):
+    [site] = webstack.webstack_nginx_sites([app(server=server, listen="127.0.0.1:8001")])
+    assert site["upstream"]["servers"] == ["127.0.0.1:8001"]
+    assert site["upstream"]["keepalive"] == keepalive
+
+
+def test_keepalive_can_be_set_or_turned_off():
+    sites = webstack.webstack_nginx_sites([
+        app(listen="127.0.0.1:8001", keepalive=0), app(name="two", listen="[::1]:8002", keepalive=64),
+    ])
+    assert [s["upstream"]["keepalive"] for s in sites] == [0, 64]
+    assert sites[1]["upstream"]["servers"] == ["[::1]:8002"]
+
+
+def test_several_apps_get_their_own_socket_and_site():
+    sites = webstack.webstack_nginx_sites([app(name="one", domains=["one.test"]), app(name="two", domains=["two.test"])])
+    assert [s["upstream"]["servers"] for s in sites] == [["unix:/run/one.sock"], ["unix:/run/two.sock"]]
+    assert [s["server_names"] for s in sites] == [["one.test"], ["two.test"]]

@@ -31,7 +31,22 @@ TCP_SITE = {
     "upstream": {"protocol": "http", "servers": ["10.0.0.5:8000", "10.0.0.6:8000"], "keepalive": 16},
 }
 
-NGINX_FILES = ["nginx.conf", "security-headers.conf", "proxy-params.conf", "default-deny.conf", "site.conf"]
+NGINX_FILES = [
+    "nginx.conf", "security-headers.conf", "proxy-params.conf", "uwsgi-params.conf",
+    "fastcgi-params.conf", "scgi-params.conf", "default-deny.conf", "site.conf",
+]
+UWSGI_FILES = ["uwsgi.ini", "service.yml", "socket.yml"]
+FLUP_FILES = ["webstack_flup.py", "service.yml", "socket.yml"]
+
+
+def site(name, protocol, servers, keepalive=0):
+    return {"name": name, "server_names": [f"{name}.test"],
+            "upstream": {"protocol": protocol, "servers": servers, "keepalive": keepalive}}
+
+
+UWSGI_SITE = site("uw", "uwsgi", ["unix:/run/uw.sock"])
+FCGI_SITE = site("fc", "fastcgi", ["10.0.0.7:9000"], keepalive=4)
+SCGI_SITE = site("sc", "scgi", ["unix:/run/sc.sock"])
 GUNICORN_FILES = ["gunicorn.conf.py", "service.yml", "socket.yml"]
 UNIT_FILES = ["service", "socket"]
 
@@ -42,6 +57,18 @@ CASES = {
         "nginx_worker_connections": 4096, "nginx_extra_http_directives": ["map_hash_bucket_size 128;"],
         "nginx_security_headers": {"X-Frame-Options": "DENY"},
         "nginx_sites": [HELLO_SITE, TCP_SITE], "site": TCP_SITE,
+    }),
+    "nginx_uwsgi": ("nginx", NGINX_FILES, {"nginx_ipv6": False, "nginx_sites": [UWSGI_SITE], "site": UWSGI_SITE}),
+    "nginx_fastcgi_tcp": ("nginx", NGINX_FILES, {"nginx_ipv6": False, "nginx_sites": [FCGI_SITE], "site": FCGI_SITE}),
+    "nginx_scgi": ("nginx", NGINX_FILES, {"nginx_ipv6": False, "nginx_sites": [SCGI_SITE], "site": SCGI_SITE}),
+    "uwsgi_default": ("uwsgi", UWSGI_FILES, {"uwsgi_app": APP, "uwsgi_processes": 5}),
+    "uwsgi_threads": ("uwsgi", UWSGI_FILES, {
+        "uwsgi_app": APP, "uwsgi_processes": 5, "uwsgi_overrides": {"processes": 2, "threads": 4, "harakiri": 0},
+        "uwsgi_extra_options": {"stats": "/run/x.stats", "route": ["^/a break:403", "^/b break:404"], "memory-report": True},
+    }),
+    "flup_fastcgi": ("flup", FLUP_FILES, {"flup_app": APP, "flup_protocol": "fastcgi"}),
+    "flup_scgi_tcp": ("flup", FLUP_FILES, {
+        "flup_app": {**APP, "listen": "127.0.0.1:9001"}, "flup_protocol": "scgi", "flup_overrides": {"max_children": 2},
     }),
     "gunicorn_sync": ("gunicorn", GUNICORN_FILES, {"gunicorn_app": APP, "gunicorn_workers": 5}),
     "gunicorn_gthread_tcp": ("gunicorn", GUNICORN_FILES, {
@@ -67,6 +94,10 @@ CASES = {
 
 TEMPLATE_SOURCES = {
     ("nginx", "site.conf"): "site.conf.j2",
+    ("uwsgi", "service.yml"): "service.yml.j2",
+    ("uwsgi", "socket.yml"): "socket.yml.j2",
+    ("flup", "service.yml"): "service.yml.j2",
+    ("flup", "socket.yml"): "socket.yml.j2",
     ("gunicorn", "service.yml"): "service.yml.j2",
     ("gunicorn", "socket.yml"): "socket.yml.j2",
     ("systemd_unit", "service"): "service.j2",
@@ -282,3 +313,103 @@ def test_unit_without_socket(rendered):
     lines = unit_lines(read(rendered, "unit_plain", "service"))
     assert not any(line.startswith("Requires=") for line in lines)
     assert "Restart=always" in lines and "ProtectSystem=strict" in lines
+
+
+@pytest.mark.parametrize(
+    ("case", "directive", "params", "timeout"),
+    [
+        ("nginx_uwsgi", "uwsgi_pass uw_app;", "webstack-uwsgi-params.conf", "uwsgi_read_timeout"),
+        ("nginx_fastcgi_tcp", "fastcgi_pass fc_app;", "webstack-fastcgi-params.conf", "fastcgi_read_timeout"),
+        ("nginx_scgi", "scgi_pass sc_app;", "webstack-scgi-params.conf", "scgi_read_timeout"),
+    ],
+)
+def test_each_protocol_gets_its_pass_params_and_timeout(rendered, case, directive, params, timeout):
+    site = nginx_statements(read(rendered, case, "site.conf"))
+    assert directive in site
+    assert f"include /etc/nginx/snippets/{params};" in site
+    assert f"{timeout} 60s;" in site
+    assert "proxy_" not in site
+
+
+def test_fastcgi_keepalive_keeps_the_connection(rendered):
+    site = read(rendered, "nginx_fastcgi_tcp", "site.conf")
+    assert "keepalive 4;" in site and "fastcgi_keep_conn on;" in site
+    assert "fastcgi_keep_conn" not in read(rendered, "nginx_scgi", "site.conf")
+
+
+def params(text, directive):
+    return dict(re.findall(rf"^{directive} (\S+) (.+);$", text, re.M))
+
+
+def test_fastcgi_params_put_the_whole_path_in_path_info(rendered):
+    fcgi = params(read(rendered, "nginx_default", "fastcgi-params.conf"), "fastcgi_param")
+    assert fcgi["SCRIPT_NAME"] == '""'
+    assert fcgi["PATH_INFO"] == "$fastcgi_script_name"
+    assert fcgi["SERVER_SOFTWARE"] == "nginx", "no version"
+    scgi = params(read(rendered, "nginx_default", "scgi-params.conf"), "scgi_param")
+    assert scgi["SCRIPT_NAME"] == '""' and scgi["PATH_INFO"] == "$document_uri"
+
+
+@pytest.mark.parametrize(("name", "directive"), [
+    ("uwsgi-params.conf", "uwsgi_param"), ("fastcgi-params.conf", "fastcgi_param"), ("scgi-params.conf", "scgi_param"),
+])
+def test_non_http_protocols_forward_what_nginx_saw(rendered, name, directive):
+    found = params(read(rendered, "nginx_default", name), directive)
+    assert found["HTTP_X_FORWARDED_FOR"] == "$proxy_add_x_forwarded_for"
+    assert found["HTTP_X_FORWARDED_PROTO"] == "$scheme"
+
+
+def ini_lines(text):
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith(("#", ";"))]
+
+
+def test_uwsgi_ini_defaults(rendered):
+    lines = ini_lines(read(rendered, "uwsgi_default", "uwsgi.ini"))
+    assert lines[0] == "[uwsgi]"
+    for line in ("master = true", "need-app = true", "die-on-term = true", "strict = true",
+                 "processes = 5", "buffer-size = 32768", "harakiri = 30", "max-requests = 1000",
+                 "wsgi-file = /srv/hello/current/webstack_wsgi.py", "virtualenv = /srv/hello/current/venv",
+                 "env = WEBSTACK_RELEASE_ID=abc123", "env = WEBSTACK_SERVER=uwsgi"):
+        assert line in lines, line
+    assert not any(line.startswith("threads") for line in lines)
+    assert not any(line.startswith(("socket", "http")) for line in lines), "the socket comes from systemd"
+
+
+def test_uwsgi_ini_overrides_and_extra_options(rendered):
+    lines = ini_lines(read(rendered, "uwsgi_threads", "uwsgi.ini"))
+    assert "processes = 2" in lines and "threads = 4" in lines
+    assert not any(line.startswith("harakiri") for line in lines)
+    assert "route = ^/a break:403" in lines and "route = ^/b break:404" in lines
+    assert "memory-report = true" in lines and "stats = /run/x.stats" in lines
+    assert "env = WEBSTACK_WORKER_CLASS=prefork+threads" in lines
+
+
+def test_uwsgi_unit_spec(rendered):
+    service = yaml.safe_load(read(rendered, "uwsgi_default", "service.yml"))
+    assert service["Type"] == "notify"
+    assert service["ExecStart"] == "/srv/hello/current/venv/bin/uwsgi --ini /srv/hello/current/uwsgi.ini"
+    assert service["ExecReload"] == "/bin/kill -s HUP $MAINPID"
+    assert service["TimeoutStopSec"] == 40
+    socket = yaml.safe_load(read(rendered, "uwsgi_default", "socket.yml"))
+    assert (socket["SocketGroup"], socket["SocketMode"]) == ("www-data", "0660")
+
+
+@pytest.mark.parametrize(("case", "module"), [("flup_fastcgi", "fcgi_fork"), ("flup_scgi_tcp", "scgi_fork")])
+def test_flup_runner_compiles_and_uses_the_prefork_server(rendered, case, module):
+    source = read(rendered, case, "webstack_flup.py")
+    compile(source, case, "exec")
+    assert f"from flup.server.{module} import WSGIServer" in source
+    assert "socket.socket(fileno=SD_LISTEN_FDS_START)" in source
+    assert "umask=0o117" in source
+
+
+def test_flup_runner_settings(rendered):
+    unix = read(rendered, "flup_fastcgi", "webstack_flup.py")
+    assert 'bind = "/run/hello.sock"' in unix
+    assert "maxChildren=8," in unix and "maxSpare=3," in unix and "minSpare=1," in unix
+    tcp = read(rendered, "flup_scgi_tcp", "webstack_flup.py")
+    assert '"127.0.0.1:9001".rsplit(":", 1)' in tcp and "maxChildren=2," in tcp
+    assert 'WEBSTACK_SERVER="flup-scgi"' in tcp
+    service = yaml.safe_load(read(rendered, "flup_fastcgi", "service.yml"))
+    assert service["ExecStart"] == "/srv/hello/current/venv/bin/python /srv/hello/current/webstack_flup.py"
+    assert "ExecReload" not in service, "flup has no graceful reload"

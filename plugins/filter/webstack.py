@@ -23,12 +23,18 @@ options:
     required: true
 """
 
-SERVERS = {"gunicorn": "http"}
+# server -> the protocol nginx speaks to it
+SERVERS = {"gunicorn": "http", "uwsgi": "uwsgi", "fastcgi": "fastcgi", "scgi": "scgi"}
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 KNOWN_KEYS = {
     "name", "source", "wsgi_app", "server", "domains", "static", "env", "secret_env",
-    "gunicorn", "root", "state", "requirements_file", "pip_packages",
+    "gunicorn", "uwsgi", "flup", "root", "state", "requirements_file", "pip_packages",
+    "listen", "keepalive",
 }
+LISTEN_RE = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")
+# Protocols whose upstream connections nginx can keep open (uwsgi and SCGI have no keep-alive).
+KEEPALIVE_PROTOCOLS = {"http", "fastcgi"}
+DEFAULT_KEEPALIVE = 16
 
 
 def _fail(index, field, message):
@@ -66,25 +72,42 @@ def _app(index, app):
             _fail(index, "static", f"url must start and end with / (got {item['url']!r})")
         if item["dir"].startswith("/") or ".." in item["dir"].split("/"):
             _fail(index, "static", f"dir must be relative to the app source (got {item['dir']!r})")
-    for field in ("env", "secret_env", "gunicorn"):
+    for field in ("env", "secret_env", "gunicorn", "uwsgi", "flup"):
         if not isinstance(app.get(field, {}), dict):
             _fail(index, field, "must be a dict")
+    # Same host: a unix socket held by systemd, outside any RuntimeDirectory. Or host:port.
+    listen = app.get("listen", f"/run/{name}.sock")
+    if not isinstance(listen, str) or not (listen == f"/run/{name}.sock" or LISTEN_RE.match(listen)):
+        _fail(index, "listen", f"must be host:port, or left out for the unix socket (got {listen!r})")
+    if not listen.startswith("/") and not 0 < int(listen.rsplit(":", 1)[1]) < 65536:
+        _fail(index, "listen", f"port out of range (got {listen!r})")
+    tcp = not listen.startswith("/")
+    protocol = SERVERS[server]
+    keepalive = app.get("keepalive", DEFAULT_KEEPALIVE if tcp and protocol in KEEPALIVE_PROTOCOLS else 0)
+    if not isinstance(keepalive, int) or isinstance(keepalive, bool) or keepalive < 0:
+        _fail(index, "keepalive", f"must be a whole number of connections (got {keepalive!r})")
+    if keepalive and protocol not in KEEPALIVE_PROTOCOLS:
+        _fail(index, "keepalive", f"the {protocol} protocol has no keep-alive; leave it 0")
+    if keepalive and not tcp:
+        _fail(index, "keepalive", "only TCP listeners use keep-alive; a unix socket has nothing to save")
     root = app.get("root", f"/srv/{name}")
     normalized = dict(app)
     normalized.update(
         server=server,
-        protocol=SERVERS[server],
+        protocol=protocol,
         domains=domains,
         state=state,
         static=static,
         env=app.get("env", {}),
         secret_env=app.get("secret_env", {}),
         gunicorn=app.get("gunicorn", {}),
+        uwsgi=app.get("uwsgi", {}),
+        flup=app.get("flup", {}),
         root=root,
         requirements_file=app.get("requirements_file", "requirements.txt"),
         pip_packages=app.get("pip_packages", []),
-        # Same host: a unix socket held by systemd, outside any RuntimeDirectory.
-        listen=f"/run/{name}.sock",
+        listen=listen,
+        keepalive=keepalive,
     )
     return normalized
 
@@ -112,7 +135,7 @@ def webstack_nginx_sites(apps):
                 "name": app["name"],
                 "state": app["state"],
                 "server_names": app["domains"],
-                "upstream": {"protocol": app["protocol"], "servers": [upstream]},
+                "upstream": {"protocol": app["protocol"], "servers": [upstream], "keepalive": app["keepalive"]},
                 "static": [
                     {
                         "location": item["url"],

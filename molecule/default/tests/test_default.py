@@ -4,43 +4,16 @@ import json
 import re
 
 import pytest
+from webstack_verify import http, load_during
+from webstack_verify import release_dir as shared_release_dir
 
 APP = "hello"
 SOCKET = f"/run/{APP}.sock"
 CURRENT = f"/srv/{APP}/current"
 
-# Runs inside the host: the bare images have python3 but no curl (and the roles add none).
-FETCH = r"""
-import http.client, json, sys
-conn = http.client.HTTPConnection("127.0.0.1", 80, timeout=10)
-try:
-    conn.request(sys.argv[2], sys.argv[1], body=sys.argv[4] or None,
-                 headers=dict(json.loads(sys.argv[3])))
-    r = conn.getresponse()
-    headers = {}
-    for k, v in r.getheaders():  # a repeated header shows as "a, b", as HTTP folds it
-        headers[k.lower()] = headers[k.lower()] + ", " + v if k.lower() in headers else v
-    print(json.dumps({"status": r.status, "headers": headers,
-                      "body": r.read().decode("utf-8", "replace")}))
-except (http.client.RemoteDisconnected, ConnectionResetError) as error:
-    print(json.dumps({"status": None, "error": type(error).__name__}))
-"""
-
-
-def http(host, path, method="GET", host_header="localhost", body="", headers=None):
-    all_headers = {"Host": host_header, **(headers or {})}
-    if body:
-        all_headers["Content-Type"] = "application/x-www-form-urlencoded"
-    cmd = host.run(
-        "python3 -c %s %s %s %s %s",
-        FETCH, path, method, json.dumps(all_headers), body,
-    )
-    assert cmd.rc == 0, cmd.stderr
-    return json.loads(cmd.stdout)
-
 
 def release_dir(host):
-    return host.file(CURRENT).linked_to
+    return shared_release_dir(host, APP)
 
 
 def test_index_through_nginx(host):
@@ -156,3 +129,10 @@ def test_nginx_config_is_valid_and_owned(host):
 def test_units_enabled_and_running(host, unit):
     service = host.service(unit)
     assert service.is_running
+
+
+def test_restart_under_load_fails_no_request(host):
+    """systemd holds the socket while gunicorn restarts: requests queue instead of failing."""
+    result = load_during(host, "localhost", f"systemctl restart {APP}.service")
+    assert result["ok"] > 20
+    assert result["failed"] == 0, result

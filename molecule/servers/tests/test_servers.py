@@ -1,0 +1,169 @@
+"""Six apps side by side on one host, one per way of running a WSGI app behind nginx."""
+
+import json
+import pathlib
+import re
+
+import pytest
+from webstack_verify import drive, http, load_during, release_dir, time_wait
+
+RESULTS = pathlib.Path(__file__).resolve().parents[3] / ".cache" / "bench"
+
+# app -> (server_name, server reported by the app, worker model, nginx pass directive)
+APPS = {
+    "hello-sync": ("sync.test", "gunicorn", "sync", "proxy_pass"),
+    "hello-gthread": ("gthread.test", "gunicorn", "gthread", "proxy_pass"),
+    "hello-gevent": ("gevent.test", "gunicorn", "gevent", "proxy_pass"),
+    "hello-uwsgi": ("uwsgi.test", "uwsgi", "prefork+threads", "uwsgi_pass"),
+    "hello-fcgi": ("fcgi.test", "flup-fastcgi", "prefork", "fastcgi_pass"),
+    "hello-scgi": ("scgi.test", "flup-scgi", "prefork", "scgi_pass"),
+}
+GREETING = {
+    "hello-sync": "sync", "hello-gthread": "gthread", "hello-gevent": "gevent",
+    "hello-uwsgi": "uwsgi", "hello-fcgi": "fastcgi", "hello-scgi": "scgi",
+}
+each_app = pytest.mark.parametrize("app", list(APPS))
+
+
+@each_app
+def test_index(host, app):
+    response = http(host, "/", host_header=APPS[app][0])
+    assert response["status"] == 200
+    assert f"<h1>Hello from {GREETING[app]}</h1>" in response["body"]
+    assert 'href="/static/style.css"' in response["body"], "url_for builds root-relative links"
+
+
+@each_app
+def test_path_parameter(host, app):
+    response = http(host, "/hello/ada%20lovelace", host_header=APPS[app][0])
+    assert response["status"] == 200
+    assert "Hello, ada lovelace!" in response["body"]
+
+
+@each_app
+def test_post_form_body(host, app):
+    response = http(host, "/echo", method="POST", body="a=1&b=two+words&c=%C3%A9", host_header=APPS[app][0])
+    assert response["status"] == 200
+    assert json.loads(response["body"]) == {"form": {"a": "1", "b": "two words", "c": "é"}}
+
+
+@each_app
+def test_redirect_from_url_for(host, app):
+    response = http(host, "/go-home", host_header=APPS[app][0])
+    assert response["status"] == 302
+    assert response["headers"]["location"] == "/"
+
+
+@each_app
+def test_static_file_from_nginx(host, app):
+    response = http(host, "/static/logo.svg", host_header=APPS[app][0])
+    assert response["status"] == 200
+    assert response["body"].startswith("<svg")
+    assert "x-app-time-ms" not in response["headers"]
+    assert "x-app-time-ms" in http(host, "/healthz", host_header=APPS[app][0])["headers"]
+
+
+@each_app
+def test_reports_server_worker_model_and_venv(host, app):
+    response = http(host, "/api/info", host_header=APPS[app][0], headers={"X-Forwarded-For": "203.0.113.66"})
+    assert response["status"] == 200
+    info = json.loads(response["body"])
+    _, server, worker_class, _ = APPS[app]
+    assert (info["server"], info["worker_class"]) == (server, worker_class)
+    release = release_dir(host, app)
+    assert info["release"] == release.rsplit("/", 1)[1]
+    assert info["prefix"] == release + "/venv"
+    assert info["host"] == APPS[app][0]
+    assert info["script_root"] == ""
+    # The client's own X-Forwarded-For is never what the app trusts.
+    assert info["client"] == "127.0.0.1"
+
+
+@each_app
+def test_socket_and_site(host, app):
+    socket = host.file(f"/run/{app}.sock")
+    assert socket.is_socket
+    assert (socket.user, socket.group, socket.mode) == ("root", "www-data", 0o660)
+    site = host.file(f"/etc/nginx/sites-enabled/{app}.conf").content_string
+    assert re.search(rf"^\s*{APPS[app][3]} (http://)?{app}_app;", site, re.M)
+    for unit in (f"{app}.socket", f"{app}.service"):
+        assert host.service(unit).is_running
+
+
+def site_packages(host, app, package):
+    return host.run("ls -d %s/venv/lib/python3*/site-packages/%s", release_dir(host, app), package).rc == 0
+
+
+@each_app
+def test_venv_holds_only_its_server(host, app):
+    server = APPS[app][1]
+    assert site_packages(host, app, "gunicorn") == (server == "gunicorn")
+    assert site_packages(host, app, "gevent") == (app == "hello-gevent"), "gevent only when chosen"
+    assert site_packages(host, app, "flup") == server.startswith("flup")
+    assert (host.file(release_dir(host, app) + "/venv/bin/uwsgi").exists) == (server == "uwsgi")
+
+
+def test_uwsgi_build_packages_are_gone(host):
+    for package in ("gcc", "python3-dev"):
+        assert not host.package(package).is_installed, f"{package} was kept after building uWSGI"
+
+
+def test_uwsgi_ini(host):
+    ini = host.file(release_dir(host, "hello-uwsgi") + "/uwsgi.ini").content_string
+    for line in ("master = true", "need-app = true", "die-on-term = true", "buffer-size = 32768",
+                 "harakiri = 30", "max-requests = 1000", "processes = 2", "threads = 2"):
+        assert line in ini
+
+
+def main_and_workers(host, app):
+    master = int(host.run("systemctl show --property=MainPID --value %s.service", app).stdout)
+    return master, {p.pid for p in host.process.filter(user=app)} - {master}
+
+
+def test_uwsgi_graceful_reload_fails_no_request(host):
+    master_before, workers_before = main_and_workers(host, "hello-uwsgi")
+    result = load_during(host, "uwsgi.test", "systemctl reload hello-uwsgi.service")
+    assert result["ok"] > 20
+    assert result["failed"] == 0, result
+    master_after, workers_after = main_and_workers(host, "hello-uwsgi")
+    assert master_after == master_before, "a reload keeps the master"
+    assert workers_before and workers_after and not workers_before & workers_after, "workers replaced"
+
+
+@pytest.mark.parametrize("app", ["hello-fcgi", "hello-scgi", "hello-gthread"])
+def test_restart_under_load_fails_no_request(host, app):
+    result = load_during(host, APPS[app][0], f"systemctl restart {app}.service")
+    assert result["ok"] > 20
+    assert result["failed"] == 0, result
+
+
+def test_removed_app_left_nothing(host):
+    for path in ("/srv/hello-tmp", "/etc/systemd/system/hello-tmp.service",
+                 "/etc/systemd/system/hello-tmp.socket", "/run/hello-tmp.sock",
+                 "/etc/nginx/sites-enabled/hello-tmp.conf"):
+        assert not host.file(path).exists, path
+    assert not host.user("hello-tmp").exists
+    assert not host.group("hello-tmp").exists
+    assert http(host, "/", host_header="tmp.test")["status"] is None
+
+
+def test_nginx_config_valid(host):
+    assert host.run("nginx -t").rc == 0
+
+
+def test_upstream_keepalive_spares_time_wait(host):
+    """A few thousand requests through nginx to TCP upstreams, with and without keep-alive."""
+    requests = 3000
+    figures = {"requests": requests}
+    for app, port in (("hello-keep", 8001), ("hello-nokeep", 8002)):
+        before = time_wait(host, port)
+        assert drive(host, f"{app[6:]}.test", requests) == requests
+        figures[app] = {"port": port, "time_wait": time_wait(host, port) - before}
+    out = RESULTS / f"upstream-keepalive-{host.backend.get_hostname()}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    assert figures["hello-keep"]["time_wait"] < requests / 20, figures
+    assert figures["hello-nokeep"]["time_wait"] > requests / 2, figures
+    site = host.file("/etc/nginx/sites-enabled/hello-keep.conf").content_string
+    assert "keepalive 16;" in site and "proxy_http_version 1.1;" in site
+    assert "keepalive" not in host.file("/etc/nginx/sites-enabled/hello-nokeep.conf").content_string

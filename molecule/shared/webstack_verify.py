@@ -1,0 +1,105 @@
+"""Helpers for the testinfra tests of every scenario: HTTP through nginx from inside the host.
+
+The bare images have python3 but no curl (and the roles add none), so requests run in the host
+with http.client.
+"""
+
+import json
+
+FETCH = r"""
+import http.client, json, sys
+conn = http.client.HTTPConnection("127.0.0.1", 80, timeout=10)
+try:
+    conn.request(sys.argv[2], sys.argv[1], body=sys.argv[4] or None,
+                 headers=dict(json.loads(sys.argv[3])))
+    r = conn.getresponse()
+    headers = {}
+    for k, v in r.getheaders():  # a repeated header shows as "a, b", as HTTP folds it
+        headers[k.lower()] = headers[k.lower()] + ", " + v if k.lower() in headers else v
+    print(json.dumps({"status": r.status, "headers": headers,
+                      "body": r.read().decode("utf-8", "replace")}))
+except (http.client.RemoteDisconnected, ConnectionResetError) as error:
+    print(json.dumps({"status": None, "error": type(error).__name__}))
+"""
+
+# Sends requests in a loop while a command runs, then reports how many failed.
+LOAD = r"""
+import http.client, json, subprocess, sys, threading, time
+host, command, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+results = {"ok": 0, "failed": 0, "errors": []}
+stop = time.monotonic() + seconds
+def client():
+    while time.monotonic() < stop:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", 80, timeout=30)
+            conn.request("GET", "/api/info", headers={"Host": host})
+            status = conn.getresponse().status
+            conn.close()
+            key = "ok" if status == 200 else "failed"
+            if status != 200:
+                results["errors"].append(status)
+        except Exception as error:
+            key = "failed"
+            results["errors"].append(repr(error))
+        results[key] += 1
+threads = [threading.Thread(target=client) for _ in range(4)]
+for t in threads:
+    t.start()
+time.sleep(seconds / 3)
+subprocess.run(command, shell=True, check=True)
+for t in threads:
+    t.join()
+results["errors"] = results["errors"][:5]
+print(json.dumps(results))
+"""
+
+
+def http(host, path, method="GET", host_header="localhost", body="", headers=None):
+    all_headers = {"Host": host_header, **(headers or {})}
+    if body:
+        all_headers["Content-Type"] = "application/x-www-form-urlencoded"
+    cmd = host.run("python3 -c %s %s %s %s %s", FETCH, path, method, json.dumps(all_headers), body)
+    assert cmd.rc == 0, cmd.stderr
+    return json.loads(cmd.stdout)
+
+
+def load_during(host, host_header, command, seconds=6):
+    """Requests from 4 clients for `seconds`, running `command` a third of the way in."""
+    cmd = host.run("python3 -c %s %s %s %s", LOAD, host_header, command, str(seconds))
+    assert cmd.rc == 0, cmd.stderr
+    return json.loads(cmd.stdout)
+
+
+def release_dir(host, app):
+    return host.file(f"/srv/{app}/current").linked_to
+
+# Sends N requests to nginx over persistent client connections and checks every answer.
+DRIVE = r"""
+import http.client, json, sys
+host, count = sys.argv[1], int(sys.argv[2])
+ok = 0
+conn = http.client.HTTPConnection("127.0.0.1", 80, timeout=10)
+for _ in range(count):
+    try:
+        conn.request("GET", "/healthz", headers={"Host": host})
+        response = conn.getresponse()
+        response.read()
+        ok += response.status == 200
+        if response.getheader("Connection", "").lower() == "close":
+            conn.close()
+    except (http.client.HTTPException, OSError):
+        conn.close()
+print(json.dumps({"ok": ok}))
+"""
+
+
+def drive(host, host_header, count):
+    cmd = host.run("python3 -c %s %s %s", DRIVE, host_header, str(count))
+    assert cmd.rc == 0, cmd.stderr
+    return json.loads(cmd.stdout)["ok"]
+
+
+def time_wait(host, port):
+    """TCP connections in TIME_WAIT on either side of a local port."""
+    out = host.run("ss -Htan state time-wait '( sport = :%s or dport = :%s )'", str(port), str(port)).stdout
+    return len([line for line in out.splitlines() if line.strip()])
