@@ -275,7 +275,10 @@ def test_gunicorn_unit_spec(rendered, case):
     assert service["TimeoutStopSec"] > cfg.graceful_timeout
     assert service["ExecStart"] == "/srv/hello/current/venv/bin/gunicorn --config /srv/hello/current/gunicorn.conf.py"
     assert service["User"] == "hello" and service["EnvironmentFile"] == "/srv/hello/shared/env"
-    assert service["RuntimeDirectory"] == "hello-gunicorn", "never the socket's directory"
+    if case == "gunicorn_gthread_tcp":  # the only case with the control socket on
+        assert service["RuntimeDirectory"] == "hello-gunicorn", "never the socket's directory"
+    else:
+        assert "RuntimeDirectory" not in service, "nothing to keep there without the control socket"
 
 
 def test_gunicorn_socket_spec(rendered):
@@ -367,7 +370,7 @@ def test_uwsgi_ini_defaults(rendered):
     lines = ini_lines(read(rendered, "uwsgi_default", "uwsgi.ini"))
     assert lines[0] == "[uwsgi]"
     for line in ("master = true", "need-app = true", "die-on-term = true", "strict = true",
-                 "processes = 5", "buffer-size = 32768", "harakiri = 30", "max-requests = 1000",
+                 "processes = 5", "buffer-size = 32768", "listen = 1024", "harakiri = 30", "max-requests = 1000",
                  "wsgi-file = /srv/hello/current/webstack_wsgi.py", "virtualenv = /srv/hello/current/venv",
                  "env = WEBSTACK_RELEASE_ID=abc123", "env = WEBSTACK_SERVER=uwsgi"):
         assert line in lines, line
