@@ -130,3 +130,68 @@ def test_several_apps_get_their_own_socket_and_site():
     sites = webstack.webstack_nginx_sites([app(name="one", domains=["one.test"]), app(name="two", domains=["two.test"])])
     assert [s["upstream"]["servers"] for s in sites] == [["unix:/run/one.sock"], ["unix:/run/two.sock"]]
     assert [s["server_names"] for s in sites] == [["one.test"], ["two.test"]]
+
+
+def test_apps_on_the_same_host_names_share_one_server_under_prefixes():
+    apps = [
+        app(name="shop", domains=["example.test", "www.example.test"], static=[{"url": "/static/", "dir": "s"}]),
+        app(name="blog", domains=["www.example.test", "example.test"], prefix="/blog", server="uwsgi",
+            static=[{"url": "/static/", "dir": "blog/static"}]),
+        app(name="wiki", domains=["example.test", "www.example.test"], prefix="/wiki/", server="scgi"),
+        app(name="other", domains=["other.test"]),
+    ]
+    sites = webstack.webstack_nginx_sites(apps)
+    assert [(s["name"], s["state"]) for s in sites] == [
+        ("shop", "present"), ("other", "present"), ("blog", "absent"), ("wiki", "absent"),
+    ]
+    shop = sites[0]
+    assert shop["prefix"] == "/" and shop["server_names"] == ["example.test", "www.example.test"]
+    assert [(m["name"], m["prefix"], m["upstream"]["protocol"]) for m in shop["mounts"]] == [
+        ("blog", "/blog/", "uwsgi"), ("wiki", "/wiki/", "scgi"),
+    ]
+    assert shop["mounts"][0]["static"] == [
+        {"location": "/blog/static/", "path": "/srv/blog/current/src/blog/static/", "expires": "7d"}
+    ]
+    assert shop["static"][0]["location"] == "/static/"
+    assert sites[1]["mounts"] == []
+
+
+def test_a_server_of_prefixed_apps_only_is_named_after_the_first_by_name():
+    sites = webstack.webstack_nginx_sites([
+        app(name="zeta", domains=["x.test"], prefix="/z"), app(name="alpha", domains=["x.test"], prefix="/a"),
+    ])
+    assert [(s["name"], s["state"]) for s in sites] == [("alpha", "present"), ("zeta", "absent")]
+    assert sites[0]["prefix"] == "/a/" and sites[0]["mounts"][0]["prefix"] == "/z/"
+
+
+def test_an_absent_owner_hands_the_server_to_the_next_app():
+    sites = webstack.webstack_nginx_sites([
+        app(name="root", domains=["x.test"], state="absent"), app(name="sub", domains=["x.test"], prefix="/sub"),
+    ])
+    assert [(s["name"], s["state"]) for s in sites] == [("sub", "present"), ("root", "absent")]
+
+
+@pytest.mark.parametrize(
+    ("apps", "message"),
+    [
+        ([app(prefix="blog")], r"webstack_apps\[0\]\.prefix: must be a URL path"),
+        ([app(prefix="/a b/")], r"webstack_apps\[0\]\.prefix: must be a URL path"),
+        ([app(prefix="/../etc/")], r"webstack_apps\[0\]\.prefix: must be a URL path"),
+        ([app(prefix=3)], r"webstack_apps\[0\]\.prefix: must be a URL path"),
+        ([app(name="a", domains=["x.test"]), app(name="b", domains=["x.test"])],
+         r"webstack_apps\[1\]\.prefix: / on x.test is already webstack_apps\[0\] \(a\)"),
+        ([app(name="a", domains=["x.test"], prefix="/p"), app(name="b", domains=["x.test"], prefix="/p/")],
+         r"webstack_apps\[1\]\.prefix: /p/ on x.test"),
+        ([app(name="a", domains=["x.test", "y.test"]), app(name="b", domains=["x.test"], prefix="/b")],
+         r"webstack_apps\[1\]\.domains: shares x.test with webstack_apps\[0\]"),
+    ],
+)
+def test_bad_prefixes_and_host_names_name_the_field(apps, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        webstack.webstack_nginx_sites(apps)
+
+
+def test_a_prefix_is_normalised_to_end_with_a_slash():
+    [normalized] = webstack.webstack_apps([app(prefix="/blog")])
+    assert normalized["prefix"] == "/blog/"
+    assert webstack.webstack_apps([app()])[0]["prefix"] == "/"

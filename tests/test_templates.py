@@ -45,6 +45,20 @@ def site(name, protocol, servers, keepalive=0):
 
 
 UWSGI_SITE = site("uw", "uwsgi", ["unix:/run/uw.sock"])
+# One server, four apps: gunicorn at the root, the others under URL prefixes.
+PREFIXED_SITE = {
+    **HELLO_SITE,
+    "mounts": [
+        {"name": "blog-uw", "prefix": "/blog/", "upstream": {"protocol": "uwsgi", "servers": ["unix:/run/blog-uw.sock"]},
+         "static": [{"location": "/blog/static/", "path": "/srv/blog-uw/current/src/static/"}]},
+        {"name": "wiki", "prefix": "/wiki/v1.0/", "upstream": {"protocol": "fastcgi", "servers": ["unix:/run/wiki.sock"]}},
+        {"name": "forum", "prefix": "/forum/", "upstream": {"protocol": "scgi", "servers": ["unix:/run/forum.sock"]}},
+        {"name": "api", "prefix": "/api/", "upstream": {"protocol": "http", "servers": ["127.0.0.1:8001"], "keepalive": 8}},
+    ],
+}
+# Only prefixed apps: nothing answers at the root.
+NO_ROOT_SITE = {"name": "only", "server_names": ["only.test"], "prefix": "/app/",
+                "upstream": {"protocol": "scgi", "servers": ["unix:/run/only.sock"]}}
 FCGI_SITE = site("fc", "fastcgi", ["10.0.0.7:9000"], keepalive=4)
 SCGI_SITE = site("sc", "scgi", ["unix:/run/sc.sock"])
 GUNICORN_FILES = ["gunicorn.conf.py", "service.yml", "socket.yml"]
@@ -61,6 +75,8 @@ CASES = {
     "nginx_uwsgi": ("nginx", NGINX_FILES, {"nginx_ipv6": False, "nginx_sites": [UWSGI_SITE], "site": UWSGI_SITE}),
     "nginx_fastcgi_tcp": ("nginx", NGINX_FILES, {"nginx_ipv6": False, "nginx_sites": [FCGI_SITE], "site": FCGI_SITE}),
     "nginx_scgi": ("nginx", NGINX_FILES, {"nginx_ipv6": False, "nginx_sites": [SCGI_SITE], "site": SCGI_SITE}),
+    "nginx_prefixed": ("nginx", NGINX_FILES, {"nginx_ipv6": False, "nginx_sites": [PREFIXED_SITE], "site": PREFIXED_SITE}),
+    "nginx_no_root": ("nginx", NGINX_FILES, {"nginx_ipv6": False, "nginx_sites": [NO_ROOT_SITE], "site": NO_ROOT_SITE}),
     "uwsgi_default": ("uwsgi", UWSGI_FILES, {"uwsgi_app": APP, "uwsgi_processes": 5}),
     "uwsgi_threads": ("uwsgi", UWSGI_FILES, {
         "uwsgi_app": APP, "uwsgi_processes": 5, "uwsgi_overrides": {"processes": 2, "threads": 4, "harakiri": 0},
@@ -344,13 +360,73 @@ def params(text, directive):
     return dict(re.findall(rf"^{directive} (\S+) (.+);$", text, re.M))
 
 
-def test_fastcgi_params_put_the_whole_path_in_path_info(rendered):
-    fcgi = params(read(rendered, "nginx_default", "fastcgi-params.conf"), "fastcgi_param")
-    assert fcgi["SCRIPT_NAME"] == '""'
-    assert fcgi["PATH_INFO"] == "$fastcgi_script_name"
-    assert fcgi["SERVER_SOFTWARE"] == "nginx", "no version"
-    scgi = params(read(rendered, "nginx_default", "scgi-params.conf"), "scgi_param")
-    assert scgi["SCRIPT_NAME"] == '""' and scgi["PATH_INFO"] == "$document_uri"
+@pytest.mark.parametrize(("case", "directive"), [
+    ("nginx_uwsgi", "uwsgi_param"), ("nginx_fastcgi_tcp", "fastcgi_param"), ("nginx_scgi", "scgi_param"),
+])
+def test_an_app_at_the_root_gets_the_whole_path_as_path_info(rendered, case, directive):
+    site = params(read(rendered, case, "site.conf").replace("        ", ""), directive)
+    assert site["SCRIPT_NAME"] == '""'
+    assert site["PATH_INFO"] == "$document_uri"
+    assert site["HTTP_X_FORWARDED_PREFIX"] == '""', "the client cannot claim a prefix"
+
+
+@pytest.mark.parametrize(("name", "directive"), [
+    ("uwsgi-params.conf", "uwsgi_param"), ("fastcgi-params.conf", "fastcgi_param"), ("scgi-params.conf", "scgi_param"),
+])
+def test_params_snippets_leave_script_name_and_path_info_to_the_site(rendered, name, directive):
+    found = params(read(rendered, "nginx_default", name), directive)
+    assert "SCRIPT_NAME" not in found and "PATH_INFO" not in found
+    assert "include /etc/nginx/uwsgi_params;" not in read(rendered, "nginx_default", name), "Debian's sets PATH_INFO"
+
+
+def test_fastcgi_params_hide_the_version(rendered):
+    assert params(read(rendered, "nginx_default", "fastcgi-params.conf"), "fastcgi_param")["SERVER_SOFTWARE"] == "nginx"
+
+
+def location(site, prefix):
+    return re.search(rf"\n    location {re.escape(prefix)} \{{(.*?)\n    \}}", site, re.S).group(1)
+
+
+def test_apps_under_prefixes_share_one_server(rendered):
+    site = nginx_statements(read(rendered, "nginx_prefixed", "site.conf"))
+    assert site.count("server {") == 1 and site.count("server_name ") == 1
+    for name in ("hello", "blog-uw", "wiki", "forum", "api"):
+        assert f"upstream {name}_app {{" in site
+    root = location(site, "/")
+    assert "proxy_pass http://hello_app;" in root and "SCRIPT_NAME" not in root
+    assert 'proxy_set_header X-Forwarded-Prefix "";' in root
+    blog = location(site, "/blog/")
+    assert "uwsgi_pass blog-uw_app;" in blog
+    assert 'uwsgi_param SCRIPT_NAME "/blog";' in blog
+    assert "uwsgi_param PATH_INFO $webstack_blog_uw_path_info;" in blog
+    assert 'uwsgi_param HTTP_X_FORWARDED_PREFIX "/blog";' in blog
+    assert "fastcgi_param PATH_INFO $webstack_wiki_path_info;" in location(site, "/wiki/v1.0/")
+    assert "scgi_param SCRIPT_NAME \"/forum\";" in location(site, "/forum/")
+    api = location(site, "/api/")
+    assert "proxy_set_header SCRIPT_NAME /api;" in api and 'proxy_set_header X-Forwarded-Prefix "/api";' in api
+    assert "proxy_http_version 1.1;" in api and "keepalive 8;" in site
+    assert "alias /srv/blog-uw/current/src/static/;" in location(site, "/blog/static/")
+    assert "return 404;" not in site
+
+
+@pytest.mark.parametrize(("prefix", "uri", "path_info"), [
+    ("/blog/", "/blog/", "/"), ("/blog/", "/blog/2024/hello", "/2024/hello"), ("/wiki/v1.0/", "/wiki/v1.0/a.b", "/a.b"),
+])
+def test_the_path_info_map_strips_exactly_the_prefix(rendered, prefix, uri, path_info):
+    site = read(rendered, "nginx_prefixed", "site.conf")
+    name = {"/blog/": "blog_uw", "/wiki/v1.0/": "wiki"}[prefix]
+    block = re.search(rf"map \$uri \$webstack_{name}_path_info \{{(.*?)\}}", site, re.S).group(1)
+    pattern, value = re.search(r'"~(.*)" (\S+);', block).groups()
+    match = re.match(pattern.replace("(?<", "(?P<"), uri)
+    assert match and match.group(value.lstrip("$")) == path_info
+    assert not re.match(pattern.replace("(?<", "(?P<"), "/other" + uri)
+    assert "default $uri;" in block
+
+
+def test_a_server_without_a_root_app_answers_404_there(rendered):
+    site = nginx_statements(read(rendered, "nginx_no_root", "site.conf"))
+    assert "return 404;" in location(site, "/")
+    assert 'scgi_param SCRIPT_NAME "/app";' in location(site, "/app/")
 
 
 @pytest.mark.parametrize(("name", "directive"), [

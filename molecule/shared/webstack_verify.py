@@ -25,14 +25,14 @@ except (http.client.RemoteDisconnected, ConnectionResetError) as error:
 # Sends requests in a loop while a command runs, then reports how many failed.
 LOAD = r"""
 import http.client, json, subprocess, sys, threading, time
-host, command, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+host, command, seconds, path = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
 results = {"ok": 0, "failed": 0, "errors": []}
 stop = time.monotonic() + seconds
 def client():
     while time.monotonic() < stop:
         try:
             conn = http.client.HTTPConnection("127.0.0.1", 80, timeout=30)
-            conn.request("GET", "/api/info", headers={"Host": host})
+            conn.request("GET", path, headers={"Host": host})
             status = conn.getresponse().status
             conn.close()
             key = "ok" if status == 200 else "failed"
@@ -63,9 +63,9 @@ def http(host, path, method="GET", host_header="localhost", body="", headers=Non
     return json.loads(cmd.stdout)
 
 
-def load_during(host, host_header, command, seconds=6):
-    """Requests from 4 clients for `seconds`, running `command` a third of the way in."""
-    cmd = host.run("python3 -c %s %s %s %s", LOAD, host_header, command, str(seconds))
+def load_during(host, host_header, command, seconds=6, path="/api/info"):
+    """Requests for `path` from 4 clients for `seconds`, running `command` a third of the way in."""
+    cmd = host.run("python3 -c %s %s %s %s %s", LOAD, host_header, command, str(seconds), path)
     assert cmd.rc == 0, cmd.stderr
     return json.loads(cmd.stdout)
 

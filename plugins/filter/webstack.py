@@ -29,8 +29,10 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 KNOWN_KEYS = {
     "name", "source", "wsgi_app", "server", "domains", "static", "env", "secret_env",
     "gunicorn", "uwsgi", "flup", "root", "state", "requirements_file", "pip_packages",
-    "listen", "keepalive",
+    "listen", "keepalive", "prefix",
 }
+# A URL prefix an app is mounted under: "/" (the site root) or "/seg/.../".
+PREFIX_RE = re.compile(r"^/([A-Za-z0-9._~-]+/)*$")
 LISTEN_RE = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")
 # Protocols whose upstream connections nginx can keep open (uwsgi and SCGI have no keep-alive).
 KEEPALIVE_PROTOCOLS = {"http", "fastcgi"}
@@ -90,6 +92,11 @@ def _app(index, app):
         _fail(index, "keepalive", f"the {protocol} protocol has no keep-alive; leave it 0")
     if keepalive and not tcp:
         _fail(index, "keepalive", "only TCP listeners use keep-alive; a unix socket has nothing to save")
+    prefix = app.get("prefix", "/")
+    if isinstance(prefix, str) and prefix.startswith("/") and not prefix.endswith("/"):
+        prefix += "/"
+    if not isinstance(prefix, str) or not PREFIX_RE.match(prefix) or "/../" in prefix or "/./" in prefix:
+        _fail(index, "prefix", f"must be a URL path like /blog (got {app.get('prefix')!r})")
     root = app.get("root", f"/srv/{name}")
     normalized = dict(app)
     normalized.update(
@@ -108,6 +115,7 @@ def _app(index, app):
         pip_packages=app.get("pip_packages", []),
         listen=listen,
         keepalive=keepalive,
+        prefix=prefix,
     )
     return normalized
 
@@ -124,28 +132,69 @@ def webstack_apps(apps):
     return normalized
 
 
-def webstack_nginx_sites(apps):
-    """The nginx role's nginx_sites for a (normalised) app list."""
-    sites = []
-    for app in webstack_apps(apps):
-        listen = app["listen"]
-        upstream = f"unix:{listen}" if listen.startswith("/") else listen
-        sites.append(
+def _mount(app):
+    """Where nginx finds one app: its upstream and its static files, under its URL prefix."""
+    listen = app["listen"]
+    base = app["prefix"].rstrip("/")
+    return {
+        "name": app["name"],
+        "prefix": app["prefix"],
+        "upstream": {
+            "protocol": app["protocol"],
+            "servers": [f"unix:{listen}" if listen.startswith("/") else listen],
+            "keepalive": app["keepalive"],
+        },
+        "static": [
             {
-                "name": app["name"],
-                "state": app["state"],
-                "server_names": app["domains"],
-                "upstream": {"protocol": app["protocol"], "servers": [upstream], "keepalive": app["keepalive"]},
-                "static": [
-                    {
-                        "location": item["url"],
-                        "path": f"{app['root']}/current/src/{item['dir'].strip('/')}/",
-                        "expires": item.get("expires", "7d"),
-                    }
-                    for item in app["static"]
-                ],
+                "location": base + item["url"],
+                "path": f"{app['root']}/current/src/{item['dir'].strip('/')}/",
+                "expires": item.get("expires", "7d"),
             }
-        )
+            for item in app["static"]
+        ],
+    }
+
+
+def _server_groups(apps):
+    """Present apps grouped by the host names they answer: each group is one nginx server."""
+    groups = {}
+    owner_of = {}
+    for index, app in enumerate(apps):
+        if app["state"] != "present":
+            continue
+        key = tuple(sorted(set(app["domains"])))
+        for domain in key:
+            other = owner_of.setdefault(domain, (key, index))
+            if other[0] != key:
+                _fail(index, "domains", f"shares {domain} with webstack_apps[{other[1]}] but not every "
+                      "host name: apps on one host name must list the same domains")
+        group = groups.setdefault(key, [])
+        for other in group:
+            if other[1]["prefix"] == app["prefix"]:
+                _fail(index, "prefix", f"{app['prefix']} on {', '.join(key)} is already "
+                      f"webstack_apps[{other[0]}] ({other[1]['name']}); give one of them another prefix")
+        group.append((index, app))
+    return list(groups.values())
+
+
+def webstack_nginx_sites(apps):
+    """The nginx role's nginx_sites for an app list: one server per set of host names.
+
+    Apps that share their host names share one server, each under its own URL prefix. The site
+    is named after the app at the root (else the first app by name); every other app's name
+    gets state absent, so no site file of an app that moved or left is kept.
+    """
+    apps = webstack_apps(apps)
+    sites = []
+    for group in _server_groups(apps):
+        members = sorted((app for _, app in group), key=lambda app: (app["prefix"] != "/", app["name"]))
+        owner, others = members[0], members[1:]
+        site = {"name": owner["name"], "state": "present", "server_names": owner["domains"]}
+        site.update({key: value for key, value in _mount(owner).items() if key != "name"})
+        site["mounts"] = [_mount(app) for app in others]
+        sites.append(site)
+    owners = {site["name"] for site in sites}
+    sites += [{"name": app["name"], "state": "absent"} for app in apps if app["name"] not in owners]
     return sites
 
 

@@ -9,74 +9,100 @@ from webstack_verify import drive, http, load_during, release_dir, time_wait
 
 RESULTS = pathlib.Path(__file__).resolve().parents[3] / ".cache" / "bench"
 
-# app -> (server_name, server reported by the app, worker model, nginx pass directive)
+# app -> (server_name, URL prefix, server reported by the app, worker model, nginx pass directive)
 APPS = {
-    "hello-sync": ("sync.test", "gunicorn", "sync", "proxy_pass"),
-    "hello-gthread": ("gthread.test", "gunicorn", "gthread", "proxy_pass"),
-    "hello-gevent": ("gevent.test", "gunicorn", "gevent", "proxy_pass"),
-    "hello-uwsgi": ("uwsgi.test", "uwsgi", "prefork+threads", "uwsgi_pass"),
-    "hello-fcgi": ("fcgi.test", "flup-fastcgi", "prefork", "fastcgi_pass"),
-    "hello-scgi": ("scgi.test", "flup-scgi", "prefork", "scgi_pass"),
+    "hello-sync": ("sync.test", "", "gunicorn", "sync", "proxy_pass"),
+    "hello-gthread": ("apps.test", "", "gunicorn", "gthread", "proxy_pass"),
+    "hello-gevent": ("apps.test", "/gevent", "gunicorn", "gevent", "proxy_pass"),
+    "hello-uwsgi": ("apps.test", "/uwsgi", "uwsgi", "prefork+threads", "uwsgi_pass"),
+    "hello-fcgi": ("fcgi.test", "", "flup-fastcgi", "prefork", "fastcgi_pass"),
+    "hello-scgi": ("apps.test", "/scgi", "flup-scgi", "prefork", "scgi_pass"),
 }
 GREETING = {
     "hello-sync": "sync", "hello-gthread": "gthread", "hello-gevent": "gevent",
     "hello-uwsgi": "uwsgi", "hello-fcgi": "fastcgi", "hello-scgi": "scgi",
 }
+# The site file of each server: named after the app at its root.
+SITE = {"sync.test": "hello-sync", "apps.test": "hello-gthread", "fcgi.test": "hello-fcgi"}
 each_app = pytest.mark.parametrize("app", list(APPS))
+
+
+def get(host, app, path, **kwargs):
+    """A request to the app through nginx: its host name, its prefix before the path."""
+    server_name, prefix = APPS[app][:2]
+    return http(host, prefix + path, host_header=server_name, **kwargs)
 
 
 @each_app
 def test_index(host, app):
-    response = http(host, "/", host_header=APPS[app][0])
+    response = get(host, app, "/")
     assert response["status"] == 200
     assert f"<h1>Hello from {GREETING[app]}</h1>" in response["body"]
-    assert 'href="/static/style.css"' in response["body"], "url_for builds root-relative links"
+    assert f'href="{APPS[app][1]}/static/style.css"' in response["body"], "url_for builds links under the prefix"
 
 
 @each_app
 def test_path_parameter(host, app):
-    response = http(host, "/hello/ada%20lovelace", host_header=APPS[app][0])
+    response = get(host, app, "/hello/ada%20lovelace")
     assert response["status"] == 200
     assert "Hello, ada lovelace!" in response["body"]
+    assert f'href="{APPS[app][1]}/"' in response["body"]
 
 
 @each_app
 def test_post_form_body(host, app):
-    response = http(host, "/echo", method="POST", body="a=1&b=two+words&c=%C3%A9", host_header=APPS[app][0])
+    response = get(host, app, "/echo", method="POST", body="a=1&b=two+words&c=%C3%A9")
     assert response["status"] == 200
     assert json.loads(response["body"]) == {"form": {"a": "1", "b": "two words", "c": "é"}}
 
 
 @each_app
 def test_redirect_from_url_for(host, app):
-    response = http(host, "/go-home", host_header=APPS[app][0])
+    response = get(host, app, "/go-home")
     assert response["status"] == 302
-    assert response["headers"]["location"] == "/"
+    assert response["headers"]["location"] == APPS[app][1] + "/"
 
 
 @each_app
 def test_static_file_from_nginx(host, app):
-    response = http(host, "/static/logo.svg", host_header=APPS[app][0])
+    response = get(host, app, "/static/logo.svg")
     assert response["status"] == 200
     assert response["body"].startswith("<svg")
     assert "x-app-time-ms" not in response["headers"]
-    assert "x-app-time-ms" in http(host, "/healthz", host_header=APPS[app][0])["headers"]
+    assert "x-app-time-ms" in get(host, app, "/healthz")["headers"]
 
 
 @each_app
 def test_reports_server_worker_model_and_venv(host, app):
-    response = http(host, "/api/info", host_header=APPS[app][0], headers={"X-Forwarded-For": "203.0.113.66"})
+    response = get(host, app, "/api/info", headers={"X-Forwarded-For": "203.0.113.66", "X-Forwarded-Prefix": "/evil"})
     assert response["status"] == 200
     info = json.loads(response["body"])
-    _, server, worker_class, _ = APPS[app]
+    server_name, prefix, server, worker_class, _ = APPS[app]
     assert (info["server"], info["worker_class"]) == (server, worker_class)
     release = release_dir(host, app)
     assert info["release"] == release.rsplit("/", 1)[1]
     assert info["prefix"] == release + "/venv"
-    assert info["host"] == APPS[app][0]
-    assert info["script_root"] == ""
+    assert info["host"] == server_name
+    # The prefix comes from nginx's location, never from the client's X-Forwarded-Prefix.
+    assert info["script_root"] == prefix
     # The client's own X-Forwarded-For is never what the app trusts.
     assert info["client"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize("app", [app for app, spec in APPS.items() if spec[1]])
+def test_a_prefix_without_its_slash_redirects_to_it(host, app):
+    server_name, prefix = APPS[app][:2]
+    response = http(host, prefix, host_header=server_name)
+    assert response["status"] == 301
+    assert response["headers"]["location"].endswith(f"{server_name}{prefix}/")
+
+
+def test_apps_sharing_a_host_name_share_one_server(host):
+    site = host.file("/etc/nginx/sites-enabled/hello-gthread.conf").content_string
+    for app in ("hello-gevent", "hello-uwsgi", "hello-scgi"):
+        assert not host.file(f"/etc/nginx/sites-enabled/{app}.conf").exists, "no site of its own"
+        assert f"location {APPS[app][1]}/ {{" in site
+    assert site.count("server_name apps.test;") == 1
 
 
 @each_app
@@ -84,8 +110,8 @@ def test_socket_and_site(host, app):
     socket = host.file(f"/run/{app}.sock")
     assert socket.is_socket
     assert (socket.user, socket.group, socket.mode) == ("root", "www-data", 0o660)
-    site = host.file(f"/etc/nginx/sites-enabled/{app}.conf").content_string
-    assert re.search(rf"^\s*{APPS[app][3]} (http://)?{app}_app;", site, re.M)
+    site = host.file(f"/etc/nginx/sites-enabled/{SITE[APPS[app][0]]}.conf").content_string
+    assert re.search(rf"^\s*{APPS[app][4]} (http://)?{app}_app;", site, re.M)
     for unit in (f"{app}.socket", f"{app}.service"):
         assert host.service(unit).is_running
 
@@ -96,7 +122,7 @@ def site_packages(host, app, package):
 
 @each_app
 def test_venv_holds_only_its_server(host, app):
-    server = APPS[app][1]
+    server = APPS[app][2]
     assert site_packages(host, app, "gunicorn") == (server == "gunicorn")
     assert site_packages(host, app, "gevent") == (app == "hello-gevent"), "gevent only when chosen"
     assert site_packages(host, app, "flup") == server.startswith("flup")
@@ -122,7 +148,7 @@ def main_and_workers(host, app):
 
 def test_uwsgi_graceful_reload_fails_no_request(host):
     master_before, workers_before = main_and_workers(host, "hello-uwsgi")
-    result = load_during(host, "uwsgi.test", "systemctl reload hello-uwsgi.service")
+    result = load_during(host, "apps.test", "systemctl reload hello-uwsgi.service", path="/uwsgi/api/info")
     assert result["ok"] > 20
     assert result["failed"] == 0, result
     master_after, workers_after = main_and_workers(host, "hello-uwsgi")
@@ -132,7 +158,7 @@ def test_uwsgi_graceful_reload_fails_no_request(host):
 
 @pytest.mark.parametrize("app", ["hello-fcgi", "hello-scgi", "hello-gthread"])
 def test_restart_under_load_fails_no_request(host, app):
-    result = load_during(host, APPS[app][0], f"systemctl restart {app}.service")
+    result = load_during(host, APPS[app][0], f"systemctl restart {app}.service", path=APPS[app][1] + "/api/info")
     assert result["ok"] > 20
     assert result["failed"] == 0, result
 
