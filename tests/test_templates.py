@@ -447,11 +447,14 @@ def test_uwsgi_ini_defaults(rendered):
     assert lines[0] == "[uwsgi]"
     for line in ("master = true", "need-app = true", "die-on-term = true", "strict = true",
                  "processes = 5", "buffer-size = 32768", "listen = 1024", "harakiri = 30", "max-requests = 1000",
-                 "wsgi-file = /srv/hello/current/webstack_wsgi.py", "virtualenv = /srv/hello/current/venv",
+                 "wsgi-file = /srv/hello/releases/abc123/webstack_wsgi.py",
+                 "virtualenv = /srv/hello/releases/abc123/venv", "chdir = /srv/hello/releases/abc123/src",
+                 "socket = /run/hello.sock",
                  "env = WEBSTACK_RELEASE_ID=abc123", "env = WEBSTACK_SERVER=uwsgi"):
         assert line in lines, line
     assert not any(line.startswith("threads") for line in lines)
-    assert not any(line.startswith(("socket", "http")) for line in lines), "the socket comes from systemd"
+    # The systemd socket, named so that a graceful reload finds it again; no HTTP listener.
+    assert [line for line in lines if line.startswith(("socket", "http"))] == ["socket = /run/hello.sock"]
 
 
 def test_uwsgi_ini_overrides_and_extra_options(rendered):
@@ -490,5 +493,6 @@ def test_flup_runner_settings(rendered):
     assert '"127.0.0.1:9001".rsplit(":", 1)' in tcp and "maxChildren=2," in tcp
     assert 'WEBSTACK_SERVER="flup-scgi"' in tcp
     service = yaml.safe_load(read(rendered, "flup_fastcgi", "service.yml"))
-    assert service["ExecStart"] == "/srv/hello/current/venv/bin/python /srv/hello/current/webstack_flup.py"
+    assert service["ExecStart"] == "/srv/hello/current/webstack_flup.py"
+    assert unix.startswith("#!/srv/hello/releases/abc123/venv/bin/python\n"), "the release's own interpreter"
     assert "ExecReload" not in service, "flup has no graceful reload"
