@@ -65,3 +65,28 @@ def test_every_variable_is_in_the_role_readme(role):
 def test_defaults_are_prefixed(role):
     bad = [name for name in load(role, "defaults", "main.yml") if not name.startswith(role + "_")]
     assert not bad, f"{role}: defaults without the {role}_ prefix: {bad}"
+
+
+def test_the_filter_emits_only_what_the_nginx_spec_accepts():
+    """site.yml hands webstack_nginx_sites' output to the nginx role: every key must be specified."""
+    from test_filters import webstack
+
+    spec = main_options("nginx")["nginx_sites"]["options"]
+    apps = [
+        {"name": "a", "source": "/s", "wsgi_app": "a:app", "domains": ["a.test"],
+         "static": [{"url": "/static/", "dir": "s"}]},
+        {"name": "b", "source": "/s", "wsgi_app": "b:app", "domains": ["a.test"], "prefix": "/b", "server": "uwsgi",
+         "static": [{"url": "/static/", "dir": "s"}]},
+        {"name": "c", "source": "/s", "wsgi_app": "c:app", "domains": ["~^c$"], "domains_regex": True,
+         "listen": "127.0.0.1:8001"},
+        {"name": "d", "source": "/s", "wsgi_app": "d:app", "state": "absent"},
+    ]
+    for site in webstack.webstack_nginx_sites(apps):
+        assert set(site) <= set(spec), set(site) - set(spec)
+        for key in ("upstream", "static", "mounts"):
+            for value in (site.get(key) if isinstance(site.get(key), list) else [site.get(key)] if key in site else []):
+                assert set(value) <= set(spec[key]["options"]), (key, set(value) - set(spec[key]["options"]))
+        for mount in site.get("mounts", []):
+            for key in ("upstream", "static"):
+                for value in (mount[key] if isinstance(mount[key], list) else [mount[key]]):
+                    assert set(value) <= set(spec["mounts"]["options"][key]["options"]), (key, value)

@@ -78,6 +78,20 @@ def test_absent_apps_are_kept_with_their_state():
         (app(listen="127.0.0.1:8001", server="scgi", keepalive=4), r"the scgi protocol has no keep-alive"),
         (app(uwsgi=[]), r"webstack_apps\[0\]\.uwsgi: must be a dict"),
         ("hello", r"webstack_apps\[0\] must be a dict"),
+        (app(domains=["localhost; return 200 injected"]), r"webstack_apps\[0\]\.domains: 'localhost; return 200 injected' is not a host name"),
+        (app(domains=["a.test b.test"]), r"webstack_apps\[0\]\.domains: 'a.test b.test' is not a host name"),
+        (app(domains=["ok.test", "x.test{"]), r"webstack_apps\[0\]\.domains: 'x.test\{'"),
+        (app(domains=["~^www\\d+\\.example\\.com$"]), r"domains: .* an nginx ~regex needs domains_regex: true"),
+        (app(domains=["~^a;return 200 x"], domains_regex=True), r"webstack_apps\[0\]\.domains"),
+        (app(domains=["a.test"], domains_regex="yes"), r"webstack_apps\[0\]\.domains_regex: must be true or false"),
+        (app(domains=["x" * 64 + ".test"]), r"webstack_apps\[0\]\.domains"),
+        (app(static=[{"url": "/s/", "dir": "a;b"}]), r"webstack_apps\[0\]\.static: url and dir may hold"),
+        (app(static=[{"url": "/s/", "dir": "a b"}]), r"webstack_apps\[0\]\.static: url and dir may hold"),
+        (app(root="/srv/x; return 200"), r"webstack_apps\[0\]\.root: must be an absolute path"),
+        (app(root="srv/x"), r"webstack_apps\[0\]\.root: must be an absolute path"),
+        (app(env={"A B": "1"}), r"webstack_apps\[0\]\.env: 'A B' is not an environment variable name"),
+        (app(env={"A": {"b": 1}}), r"webstack_apps\[0\]\.env\.A: must be a string, a number or a boolean"),
+        (app(secret_env={"A": None}), r"webstack_apps\[0\]\.secret_env\.A: must be a string"),
     ],
 )
 def test_bad_apps_name_the_field(bad, message):
@@ -96,7 +110,57 @@ def test_not_a_list_is_refused():
 
 
 def test_filters_are_registered():
-    assert set(webstack.FilterModule().filters()) == {"webstack_apps", "webstack_nginx_sites"}
+    assert set(webstack.FilterModule().filters()) == {
+        "webstack_apps", "webstack_nginx_sites", "webstack_bad_server_names", "systemd_env_value",
+    }
+
+
+@pytest.mark.parametrize("name", [
+    "localhost", "example.com", "www.example.com", "*.example.com", ".example.org", "_", "xn--bcher-kva.example",
+    "under_score.test", "10.0.0.1", "a" * 63 + ".test",
+])
+def test_host_names_pass(name):
+    assert webstack.bad_server_names([name]) == []
+    [normalized] = webstack.webstack_apps([app(domains=[name])])
+    assert normalized["domains"] == [name] and normalized["domains_regex"] is False
+
+
+@pytest.mark.parametrize("name", [
+    "localhost;", "a b", "a\tb", "a\nb", "a{", "a}", '"a"', "'a'", "a#b", "a$b", "a/b", "a:80", "", "*", "www.*",
+    "a..b", "a.", "~^a$",
+])
+def test_anything_else_is_refused(name):
+    assert webstack.bad_server_names([name]) == [name]
+
+
+def test_a_regex_passes_only_when_asked_for():
+    regex = "~^(?<sub>[a-z]+)\\.example\\.com$"
+    assert webstack.bad_server_names([regex]) == [regex]
+    assert webstack.bad_server_names([regex], allow_regex=True) == []
+    [site] = webstack.webstack_nginx_sites([app(domains=[regex], domains_regex=True)])
+    assert site["server_names"] == [regex] and site["server_names_regex"] is True
+    assert webstack.bad_server_names(["~^a b$", "~a;b", "~a{2}", "~a'"], allow_regex=True) == ["~^a b$", "~a;b", "~a{2}", "~a'"]
+
+
+@pytest.mark.parametrize(("value", "written"), [
+    ("plain", '"plain"'),
+    ("Grüß", '"Grüß"'),
+    ("two\nlines", '"two\nlines"'),
+    ('say "hi"', '"say \\"hi\\""'),
+    ("back\\slash", '"back\\\\slash"'),
+    ("$HOME and `id`", '"\\$HOME and \\`id\\`"'),
+    ("it's", '"it\'s"'),
+    ('x"\nB=injected', '"x\\"\nB=injected"'),
+    (3, '"3"'),
+    (True, '"True"'),
+])
+def test_env_values_are_written_in_systemd_quoting(value, written):
+    assert webstack.systemd_env_value(value) == written
+
+
+def test_a_nul_cannot_be_written():
+    with pytest.raises(AnsibleFilterError, match="NUL"):
+        webstack.systemd_env_value("a\0b")
 
 
 @pytest.mark.parametrize(
@@ -195,3 +259,28 @@ def test_a_prefix_is_normalised_to_end_with_a_slash():
     [normalized] = webstack.webstack_apps([app(prefix="/blog")])
     assert normalized["prefix"] == "/blog/"
     assert webstack.webstack_apps([app()])[0]["prefix"] == "/"
+
+
+def test_the_health_check_asks_for_a_host_the_app_answers_to():
+    [normalized] = webstack.webstack_apps([app(domains=["*.example.com", ".example.org", "www.example.net"])])
+    assert normalized["healthcheck"] == {"path": "/healthz", "host": "example.org", "status": 200, "timeout": 10}
+    [wild] = webstack.webstack_apps([app(domains=["*.example.com"])])
+    assert wild["healthcheck"]["host"] == "localhost"
+    [given] = webstack.webstack_apps([app(healthcheck={"path": "/-/ready", "status": 204, "timeout": 3})])
+    assert given["healthcheck"] == {"path": "/-/ready", "host": "hello", "status": 204, "timeout": 3}
+    assert webstack.webstack_apps([app(healthcheck={"path": ""})])[0]["healthcheck"]["path"] == ""
+
+
+@pytest.mark.parametrize(("healthcheck", "message"), [
+    ({"url": "/x"}, r"webstack_apps\[0\]\.healthcheck: must be a dict of host, path, status, timeout"),
+    ("/healthz", r"webstack_apps\[0\]\.healthcheck: must be a dict"),
+    ({"path": "healthz"}, r"healthcheck\.path: must be a URL path"),
+    ({"path": "/a b"}, r"healthcheck\.path: must be a URL path"),
+    ({"host": "a;b"}, r"healthcheck\.host: must be a host name"),
+    ({"status": "200"}, r"healthcheck\.status: must be a whole number from 100 to 599"),
+    ({"status": 99}, r"healthcheck\.status"),
+    ({"timeout": 0}, r"healthcheck\.timeout"),
+])
+def test_bad_health_checks_name_the_field(healthcheck, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        webstack.webstack_apps([app(healthcheck=healthcheck)])

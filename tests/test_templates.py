@@ -496,3 +496,16 @@ def test_flup_runner_settings(rendered):
     assert service["ExecStart"] == "/srv/hello/current/webstack_flup.py"
     assert unix.startswith("#!/srv/hello/releases/abc123/venv/bin/python\n"), "the release's own interpreter"
     assert "ExecReload" not in service, "flup has no graceful reload"
+
+
+@pytest.mark.parametrize("case", [c for c, v in CASES.items() if v[0] == "nginx"])
+def test_the_upstream_never_gets_the_raw_host_header(rendered, case):
+    """$http_host is whatever the client sent ("localhost:evil.example"); $host is the matched name."""
+    for name in NGINX_FILES:
+        assert "$http_host" not in nginx_statements(read(rendered, case, name)), f"{case}/{name} passes the raw Host"
+    proxy = read(rendered, case, "proxy-params.conf")
+    assert "proxy_set_header Host $host;" in proxy and "proxy_set_header X-Forwarded-Host $host;" in proxy
+    for name, directive in (("uwsgi-params.conf", "uwsgi_param"), ("fastcgi-params.conf", "fastcgi_param"),
+                            ("scgi-params.conf", "scgi_param")):
+        found = params(read(rendered, case, name), directive)
+        assert found["HTTP_HOST"] == found["HTTP_X_FORWARDED_HOST"] == "$host", name

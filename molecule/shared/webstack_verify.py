@@ -5,6 +5,7 @@ with http.client.
 """
 
 import json
+import pathlib
 
 FETCH = r"""
 import http.client, json, sys
@@ -22,36 +23,8 @@ except (http.client.RemoteDisconnected, ConnectionResetError) as error:
     print(json.dumps({"status": None, "error": type(error).__name__}))
 """
 
-# Sends requests in a loop while a command runs, then reports how many failed.
-LOAD = r"""
-import http.client, json, subprocess, sys, threading, time
-host, command, seconds, path = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
-results = {"ok": 0, "failed": 0, "errors": []}
-stop = time.monotonic() + seconds
-def client():
-    while time.monotonic() < stop:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", 80, timeout=30)
-            conn.request("GET", path, headers={"Host": host})
-            status = conn.getresponse().status
-            conn.close()
-            key = "ok" if status == 200 else "failed"
-            if status != 200:
-                results["errors"].append(status)
-        except Exception as error:
-            key = "failed"
-            results["errors"].append(repr(error))
-        results[key] += 1
-threads = [threading.Thread(target=client) for _ in range(4)]
-for t in threads:
-    t.start()
-time.sleep(seconds / 3)
-subprocess.run(command, shell=True, check=True)
-for t in threads:
-    t.join()
-results["errors"] = results["errors"][:5]
-print(json.dumps(results))
-"""
+# The load generator the side effects use too: requests through nginx, counting failures.
+LOAD = (pathlib.Path(__file__).resolve().parent / "loadgen.py").read_text()
 
 
 def http(host, path, method="GET", host_header="localhost", body="", headers=None):
@@ -65,7 +38,8 @@ def http(host, path, method="GET", host_header="localhost", body="", headers=Non
 
 def load_during(host, host_header, command, seconds=6, path="/api/info"):
     """Requests for `path` from 4 clients for `seconds`, running `command` a third of the way in."""
-    cmd = host.run("python3 -c %s %s %s %s %s", LOAD, host_header, command, str(seconds), path)
+    cmd = host.run("python3 -c %s --host %s --command %s --seconds %s --path %s",
+                   LOAD, host_header, command, str(seconds), path)
     assert cmd.rc == 0, cmd.stderr
     return json.loads(cmd.stdout)
 

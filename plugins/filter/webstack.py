@@ -27,20 +27,78 @@ options:
 SERVERS = {"gunicorn": "http", "uwsgi": "uwsgi", "fastcgi": "fastcgi", "scgi": "scgi"}
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 KNOWN_KEYS = {
-    "name", "source", "wsgi_app", "server", "domains", "static", "env", "secret_env",
+    "name", "source", "wsgi_app", "server", "domains", "domains_regex", "static", "env", "secret_env",
     "gunicorn", "uwsgi", "flup", "root", "state", "requirements_file", "pip_packages",
-    "listen", "keepalive", "prefix",
+    "listen", "keepalive", "prefix", "healthcheck",
 }
+HEALTHCHECK_KEYS = {"path", "host", "status", "timeout"}
 # A URL prefix an app is mounted under: "/" (the site root) or "/seg/.../".
 PREFIX_RE = re.compile(r"^/([A-Za-z0-9._~-]+/)*$")
+# A host name nginx may get as a server_name: labels of letters, digits, - and _, dot-separated,
+# with an optional leading "*." or "." wildcard ("_" alone is the usual catch-all). Nothing that
+# nginx's parser treats as syntax (white space, ;, {, }, quotes) can pass.
+HOST_NAME_RE = re.compile(r"^(\*\.|\.)?[A-Za-z0-9_-]{1,63}(\.[A-Za-z0-9_-]{1,63})*$")
+# An nginx regex server_name ("~..."), allowed only when the caller asks for it.
+HOST_REGEX_RE = re.compile(r"""^~[^\s;{}'"#]+$""")
+# Paths that reach nginx unquoted (root, static dirs): no white space or nginx syntax.
+PATH_PART_RE = re.compile(r"^[A-Za-z0-9._@+/-]+$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A path (and query) the health gate asks for.
+URL_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*(\?[A-Za-z0-9._~=&%-]*)?$")
 LISTEN_RE = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")
 # Protocols whose upstream connections nginx can keep open (uwsgi and SCGI have no keep-alive).
 KEEPALIVE_PROTOCOLS = {"http", "fastcgi"}
 DEFAULT_KEEPALIVE = 16
 
 
+def bad_server_names(names, allow_regex=False):
+    """The entries of ``names`` that must not reach nginx's server_name (empty when all are fine).
+
+    A host name (see HOST_NAME_RE) always passes; an nginx regex (``~...``) only with
+    ``allow_regex``. Anything else could end the directive and inject others.
+    """
+    if not isinstance(names, list):
+        return [names]
+    return [
+        name for name in names
+        if not isinstance(name, str) or len(name) > 253
+        or not (HOST_NAME_RE.match(name) or (allow_regex and HOST_REGEX_RE.match(name)))
+    ]
+
+
+def systemd_env_value(value):
+    """Quote one value for a systemd EnvironmentFile= so the process gets exactly ``value``.
+
+    systemd reads a double-quoted value up to the next unescaped double quote, keeping newlines,
+    and inside it turns a backslash before a backslash, double quote, backtick or dollar into that
+    character alone (any other backslash stays). So escape those four and nothing else: a quote in
+    the value cannot end it early and start a second variable.
+    """
+    text = value if isinstance(value, str) else str(value)
+    if "\0" in text:
+        raise AnsibleFilterError("an environment value cannot hold a NUL character")
+    return '"' + re.sub(r'([\\"`$])', r"\\\1", text) + '"'
+
+
 def _fail(index, field, message):
     raise AnsibleFilterError(f"webstack_apps[{index}].{field}: {message}")
+
+
+def _healthcheck(index, given, domains):
+    """The health gate's request: path, status, timeout, and a Host the app answers to."""
+    if not isinstance(given, dict) or set(given) - HEALTHCHECK_KEYS:
+        _fail(index, "healthcheck", f"must be a dict of {', '.join(sorted(HEALTHCHECK_KEYS))} (got {given!r})")
+    plain = [d.lstrip(".") for d in domains if HOST_NAME_RE.match(d) and not d.startswith("*") and d != "_"]
+    check = {"path": "/healthz", "host": plain[0] if plain else "localhost", "status": 200, "timeout": 10, **given}
+    if not isinstance(check["path"], str) or not (check["path"] == "" or URL_PATH_RE.match(check["path"])):
+        _fail(index, "healthcheck.path", f"must be a URL path like /healthz, or empty to turn the gate off (got {check['path']!r})")
+    if bad_server_names([check["host"]]):
+        _fail(index, "healthcheck.host", f"must be a host name (got {check['host']!r})")
+    for field, low, high in (("status", 100, 599), ("timeout", 1, 3600)):
+        value = check[field]
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            _fail(index, f"healthcheck.{field}", f"must be a whole number from {low} to {high} (got {value!r})")
+    return check
 
 
 def _app(index, app):
@@ -61,6 +119,13 @@ def _app(index, app):
     domains = app.get("domains", [name])
     if not isinstance(domains, list) or not domains or not all(isinstance(d, str) and d for d in domains):
         _fail(index, "domains", "must be a non-empty list of host names")
+    domains_regex = app.get("domains_regex", False)
+    if not isinstance(domains_regex, bool):
+        _fail(index, "domains_regex", f"must be true or false (got {domains_regex!r})")
+    bad = bad_server_names(domains, domains_regex)
+    if bad:
+        _fail(index, "domains", f"{bad[0]!r} is not a host name: letters, digits, -, _ and dots, with an "
+              "optional leading *. or . wildcard" + ("" if domains_regex else "; an nginx ~regex needs domains_regex: true"))
     state = app.get("state", "present")
     if state not in ("present", "absent"):
         _fail(index, "state", f"must be present or absent (got {state!r})")
@@ -74,9 +139,17 @@ def _app(index, app):
             _fail(index, "static", f"url must start and end with / (got {item['url']!r})")
         if item["dir"].startswith("/") or ".." in item["dir"].split("/"):
             _fail(index, "static", f"dir must be relative to the app source (got {item['dir']!r})")
+        if not PATH_PART_RE.match(item["dir"]) or not PREFIX_RE.match(item["url"]):
+            _fail(index, "static", f"url and dir may hold letters, digits and . _ @ + - / only (got {item!r})")
     for field in ("env", "secret_env", "gunicorn", "uwsgi", "flup"):
         if not isinstance(app.get(field, {}), dict):
             _fail(index, field, "must be a dict")
+    for field in ("env", "secret_env"):
+        for key, value in app.get(field, {}).items():
+            if not isinstance(key, str) or not ENV_NAME_RE.match(key):
+                _fail(index, field, f"{key!r} is not an environment variable name")
+            if isinstance(value, (dict, list)) or value is None:
+                _fail(index, f"{field}.{key}", "must be a string, a number or a boolean")
     # Same host: a unix socket held by systemd, outside any RuntimeDirectory. Or host:port.
     listen = app.get("listen", f"/run/{name}.sock")
     if not isinstance(listen, str) or not (listen == f"/run/{name}.sock" or LISTEN_RE.match(listen)):
@@ -97,12 +170,16 @@ def _app(index, app):
         prefix += "/"
     if not isinstance(prefix, str) or not PREFIX_RE.match(prefix) or "/../" in prefix or "/./" in prefix:
         _fail(index, "prefix", f"must be a URL path like /blog (got {app.get('prefix')!r})")
+    healthcheck = _healthcheck(index, app.get("healthcheck", {}), domains)
     root = app.get("root", f"/srv/{name}")
+    if not isinstance(root, str) or not root.startswith("/") or not PATH_PART_RE.match(root) or ".." in root.split("/"):
+        _fail(index, "root", f"must be an absolute path of letters, digits and . _ @ + - / (got {root!r})")
     normalized = dict(app)
     normalized.update(
         server=server,
         protocol=protocol,
         domains=domains,
+        domains_regex=domains_regex,
         state=state,
         static=static,
         env=app.get("env", {}),
@@ -116,6 +193,7 @@ def _app(index, app):
         listen=listen,
         keepalive=keepalive,
         prefix=prefix,
+        healthcheck=healthcheck,
     )
     return normalized
 
@@ -189,7 +267,8 @@ def webstack_nginx_sites(apps):
     for group in _server_groups(apps):
         members = sorted((app for _, app in group), key=lambda app: (app["prefix"] != "/", app["name"]))
         owner, others = members[0], members[1:]
-        site = {"name": owner["name"], "state": "present", "server_names": owner["domains"]}
+        site = {"name": owner["name"], "state": "present", "server_names": owner["domains"],
+                "server_names_regex": owner["domains_regex"]}
         site.update({key: value for key, value in _mount(owner).items() if key != "name"})
         site["mounts"] = [_mount(app) for app in others]
         sites.append(site)
@@ -203,4 +282,6 @@ class FilterModule:
         return {
             "webstack_apps": webstack_apps,
             "webstack_nginx_sites": webstack_nginx_sites,
+            "webstack_bad_server_names": bad_server_names,
+            "systemd_env_value": systemd_env_value,
         }

@@ -41,6 +41,16 @@ def test_api_info_runs_in_the_release_venv(host):
     assert info["host"] == "localhost"
 
 
+def test_the_app_sees_the_matched_host_never_the_raw_header(host):
+    response = http(host, "/api/info", host_header="localhost:evil.example", headers={"X-Forwarded-Host": "evil"})
+    assert response["status"] == 200
+    assert json.loads(response["body"])["host"] == "localhost"
+
+
+def test_the_live_release_passed_its_gate(host):
+    assert host.file(release_dir(host) + "/.webstack-gate").content_string.strip() == "passed"
+
+
 def test_routes_post_and_redirect_through_nginx(host):
     assert "Hello, ada!" in http(host, "/hello/ada")["body"]
     echoed = http(host, "/echo", method="POST", body="a=1&b=two")

@@ -193,3 +193,26 @@ def test_upstream_keepalive_spares_time_wait(host):
     site = host.file("/etc/nginx/sites-enabled/hello-keep.conf").content_string
     assert "keepalive 16;" in site and "proxy_http_version 1.1;" in site
     assert "keepalive" not in host.file("/etc/nginx/sites-enabled/hello-nokeep.conf").content_string
+
+
+@each_app
+def test_the_app_sees_the_matched_host_never_the_raw_header(host, app):
+    """A client's "Host: name:junk" must not reach the app: nginx passes $host, not $http_host."""
+    server_name = APPS[app][0]
+    response = get(host, app, "/api/info", host_header=f"{server_name}:evil.example",
+                   headers={"X-Forwarded-Host": "evil.example"})
+    assert response["status"] == 200
+    assert json.loads(response["body"])["host"] == server_name
+
+
+def process_env(host, app):
+    pid = host.run("systemctl show --property=MainPID --value %s.service", app).stdout.strip()
+    raw = host.run("cat /proc/%s/environ", pid).stdout
+    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+
+
+def test_env_values_reach_the_app_exactly(host):
+    env = process_env(host, "hello-sync")
+    assert env["HELLO_AWKWARD"] == "two\nlines \"double\" 'single' back\\slash $HOME `id` Grüß"
+    assert env["HELLO_INJECT"] == 'x"\nINJECTED=1'
+    assert "INJECTED" not in env, "a value started a second variable"

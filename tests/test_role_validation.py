@@ -1,0 +1,126 @@
+"""Bad input to a role fails in its validate step, naming the variable, before anything is written.
+
+One ansible-playbook run on localhost tries every case: each includes the role's validate tasks
+with the case's variables inside a block, and the rescue records the message it failed with.
+"""
+
+import json
+
+import pytest
+import yaml
+
+from webstack_testlib import run
+
+SITE = {"name": "hello", "server_names": ["localhost"], "upstream": {"servers": ["unix:/run/hello.sock"]}}
+
+
+def site(**overrides):
+    return {**SITE, **overrides}
+
+
+# case -> (role, variables, the message it must fail with, or None where it must pass)
+CASES = {
+    "nginx_good": ("nginx", {"nginx_sites": [site(server_names=["localhost", "*.example.com", ".example.org", "_"])]}, None),
+    "nginx_injected_server_name": (
+        "nginx", {"nginx_sites": [site(server_names=["localhost; return 200 injected"])]},
+        'nginx_sites[hello].server_names: "localhost; return 200 injected" is not a host name'),
+    "nginx_space_in_server_name": (
+        "nginx", {"nginx_sites": [site(server_names=["a.test b.test"])]}, "nginx_sites[hello].server_names"),
+    "nginx_brace_in_server_name": (
+        "nginx", {"nginx_sites": [site(server_names=["a.test{"])]}, "nginx_sites[hello].server_names"),
+    "nginx_regex_not_asked_for": (
+        "nginx", {"nginx_sites": [site(server_names=["~^www\\d+\\.example\\.com$"])]},
+        "an nginx ~regex needs server_names_regex: true"),
+    "nginx_regex_asked_for": (
+        "nginx", {"nginx_sites": [site(server_names=["~^www\\d+\\.example\\.com$"], server_names_regex=True)]}, None),
+    "nginx_regex_with_semicolon": (
+        "nginx", {"nginx_sites": [site(server_names=["~^a;return 200 x"], server_names_regex=True)]},
+        "nginx_sites[hello].server_names"),
+    "nginx_mount_is_checked_too": (
+        "nginx", {"nginx_sites": [site(server_names=["ok.test", "x.test;"])]}, "nginx_sites[hello].server_names"),
+    "nginx_upstream_with_semicolon": (
+        "nginx", {"nginx_sites": [site(upstream={"servers": ["unix:/run/x.sock;return"]})]},
+        "nginx_sites[].upstream.servers entries must be unix:/path or host:port"),
+    "nginx_static_path_with_semicolon": (
+        "nginx", {"nginx_sites": [site(static=[{"location": "/static/", "path": "/srv/x;/"}])]},
+        "nginx_sites[].static[].path must be an absolute directory"),
+    "nginx_static_location_with_space": (
+        "nginx", {"nginx_sites": [site(static=[{"location": "/a b/", "path": "/srv/x/"}])]},
+        "nginx_sites[].static[].location must be a URL path"),
+    "nginx_bad_expires": (
+        "nginx", {"nginx_sites": [site(static=[{"location": "/s/", "path": "/srv/x/", "expires": "7d; return 200"}])]},
+        "nginx_sites[].static[].expires"),
+    "nginx_good_expires": (
+        "nginx", {"nginx_sites": [site(static=[{"location": "/s/", "path": "/srv/x/", "expires": "modified +24h"}])]},
+        None),
+    "nginx_bad_body_size": (
+        "nginx", {"nginx_sites": [site(client_max_body_size="1m; return 200")]}, "nginx_sites[].client_max_body_size"),
+    "nginx_header_value_with_quote": (
+        "nginx", {"nginx_sites": [SITE], "nginx_security_headers": {"X-Test": 'a" always; return 200 "b'}},
+        "nginx_security_headers: names are letters"),
+    "nginx_header_value_with_backslash": (
+        "nginx", {"nginx_sites": [SITE], "nginx_security_headers": {"X-Test": "a\\"}}, "nginx_security_headers"),
+    "nginx_header_value_with_newline": (
+        "nginx", {"nginx_sites": [SITE], "nginx_security_headers": {"X-Test": "a\nb"}}, "nginx_security_headers"),
+    "nginx_header_value_csp": (
+        "nginx", {"nginx_sites": [SITE], "nginx_security_headers": {"Content-Security-Policy": "default-src 'self'"}},
+        None),
+    "python_app_env_value_dict": (
+        "python_app", {"python_app_name": "hello", "python_app_source": "/", "python_app_wsgi_app": "a:b",
+                       "python_app_env": {"A": {"nested": 1}}},
+        "python_app_env and python_app_secret_env values must be strings, numbers or booleans"),
+    "python_app_env_value_none": (
+        "python_app", {"python_app_name": "hello", "python_app_source": "/", "python_app_wsgi_app": "a:b",
+                       "python_app_secret_env": {"A": None}},
+        "python_app_env and python_app_secret_env values must be strings, numbers or booleans"),
+    "python_app_env_value_awkward": (
+        "python_app", {"python_app_name": "hello", "python_app_source": "/", "python_app_wsgi_app": "a:b",
+                       "python_app_env": {"A": "line one\nB=two \"quoted\" $HOME `x` \\", "N": 3, "T": True}},
+        None),
+}
+
+
+# A looped assert fails with "One or more items failed": its items carry the messages.
+MESSAGES = (
+    "{{ ((ansible_failed_result.results | default([]) | selectattr('failed', 'defined') | selectattr('failed')"
+    " | map(attribute='msg') | list) or [ansible_failed_result.msg | default('failed')]) | join(' | ') }}"
+)
+
+
+@pytest.fixture(scope="session")
+def outcomes(tmp_path_factory):
+    out = tmp_path_factory.mktemp("validation")
+    base = {"hosts": "localhost", "connection": "local", "gather_facts": False,
+            "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"}}
+    # One play per case: vars_files are the play's own, so no case sees another's variables.
+    plays = []
+    for case, (role, variables, _) in CASES.items():
+        (out / f"{case}.json").write_text(json.dumps(variables))
+        plays.append({**base, "name": case, "vars_files": [str(out / f"{case}.json")], "tasks": [{
+            "name": case,
+            "block": [
+                {"name": f"validate {case}", "ansible.builtin.include_role": {
+                    "name": f"pyops.webstack.{role}", "tasks_from": "validate"}},
+                {"name": f"record {case}", "ansible.builtin.set_fact": {
+                    "outcomes": "{{ outcomes | default({}) | combine({'%s': None}) }}" % case}},
+            ],
+            "rescue": [{"name": f"record {case} failure", "ansible.builtin.set_fact": {
+                "outcomes": "{{ outcomes | default({}) | combine({'%s': _messages}) }}" % case},
+                "vars": {"_messages": MESSAGES}}],
+        }]})
+    plays.append({**base, "name": "write", "tasks": [{"name": "write", "ansible.builtin.copy": {
+        "content": "{{ outcomes | to_json }}", "dest": str(out / "outcomes.json"), "mode": "0644"}}]})
+    playbook = out / "validate.yml"
+    playbook.write_text(yaml.safe_dump(plays, sort_keys=False))
+    run(["ansible-playbook", "-i", "localhost,", str(playbook)])
+    return json.loads((out / "outcomes.json").read_text())
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_validation(outcomes, case):
+    expected = CASES[case][2]
+    if expected is None:
+        assert outcomes[case] is None, outcomes[case]
+    else:
+        assert outcomes[case] is not None, f"{case} passed validation"
+        assert expected in outcomes[case]
