@@ -9,12 +9,14 @@ DEMO_PORT ?= 8080
 export WEBSTACK_DEMO_PORT := $(DEMO_PORT)
 SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
-.PHONY: help setup engine images image-12 image-13 demo demo-down lint unit molecule test collection clean
+.PHONY: help setup engine images image-12 image-13 demo demo-down deploy rollback lint unit molecule test collection clean
 
 help:
 	@echo "make demo     sandbox containers + site.yml + the app's answer through nginx"
 	@echo "make test     lint, fast tests, every Molecule scenario"
 	@echo "make setup    only the pinned tools in .venv"
+	@echo "make deploy   ship new releases to the sandbox (APPS=a,b to pick apps)"
+	@echo "make rollback put the previous release back (RELEASE=<id> to pick one)"
 
 setup: $(VENV)/.installed .collections/ansible_collections/pyops/webstack
 
@@ -43,6 +45,17 @@ images: image-12 image-13
 demo: setup image-12
 	ansible-playbook playbooks/sandbox.yml
 	ansible-playbook -i inventory site.yml
+	$(BIN)/python tools/answer.py http://127.0.0.1:$(DEMO_PORT)/ --host localhost
+
+# Ship releases only (playbooks/deploy.yml), then show the answer; APPS=hello,shop picks apps.
+deploy: setup
+	ansible-playbook -i inventory playbooks/deploy.yml $(if $(APPS),-e webstack_deploy_apps=$(APPS))
+	$(BIN)/python tools/answer.py http://127.0.0.1:$(DEMO_PORT)/ --host localhost
+
+# The previous release back (playbooks/rollback.yml); RELEASE=<id> picks one.
+rollback: setup
+	ansible-playbook -i inventory playbooks/rollback.yml $(if $(RELEASE),-e webstack_release=$(RELEASE)) \
+	  $(if $(APPS),-e webstack_deploy_apps=$(APPS))
 	$(BIN)/python tools/answer.py http://127.0.0.1:$(DEMO_PORT)/ --host localhost
 
 demo-down: setup

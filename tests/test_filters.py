@@ -112,6 +112,7 @@ def test_not_a_list_is_refused():
 def test_filters_are_registered():
     assert set(webstack.FilterModule().filters()) == {
         "webstack_apps", "webstack_nginx_sites", "webstack_bad_server_names", "systemd_env_value",
+        "webstack_select_apps", "webstack_source_problem",
     }
 
 
@@ -284,3 +285,63 @@ def test_the_health_check_asks_for_a_host_the_app_answers_to():
 def test_bad_health_checks_name_the_field(healthcheck, message):
     with pytest.raises(AnsibleFilterError, match=message):
         webstack.webstack_apps([app(healthcheck=healthcheck)])
+
+
+def test_deploy_settings_have_defaults():
+    [normalized] = webstack.webstack_apps([app()])
+    assert normalized["pre_activate"] == [] and normalized["keep_releases"] == 5
+    [given] = webstack.webstack_apps([app(pre_activate=["flask --app hello db-upgrade"], keep_releases=2)])
+    assert given["pre_activate"] == ["flask --app hello db-upgrade"] and given["keep_releases"] == 2
+
+
+@pytest.mark.parametrize(("bad", "message"), [
+    (app(pre_activate="migrate"), r"webstack_apps\[0\]\.pre_activate: must be a list of commands"),
+    (app(pre_activate=["ok", ""]), r"webstack_apps\[0\]\.pre_activate"),
+    (app(pre_activate=[["a", "b"]]), r"webstack_apps\[0\]\.pre_activate"),
+    (app(keep_releases=0), r"webstack_apps\[0\]\.keep_releases: must be a whole number of releases, 1 or more"),
+    (app(keep_releases="5"), r"webstack_apps\[0\]\.keep_releases"),
+])
+def test_bad_deploy_settings_name_the_field(bad, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        webstack.webstack_apps([bad])
+
+
+def test_deploy_picks_apps_by_name():
+    apps = webstack.webstack_apps([app(name="a"), app(name="b"), app(name="c"), app(name="gone", state="absent")])
+    assert [a["name"] for a in webstack.webstack_select_apps(apps)] == ["a", "b", "c"]
+    assert [a["name"] for a in webstack.webstack_select_apps(apps, "c, a")] == ["a", "c"]
+    assert [a["name"] for a in webstack.webstack_select_apps(apps, ["b"])] == ["b"]
+    with pytest.raises(AnsibleFilterError, match=r"webstack_deploy_apps: 'shop' is not a present app .*there are: a, b, c"):
+        webstack.webstack_select_apps(apps, "a,shop")
+    with pytest.raises(AnsibleFilterError, match=r"'gone' is not a present app"):
+        webstack.webstack_select_apps(apps, "gone")
+
+
+@pytest.mark.parametrize("source", [
+    "/src/hello",
+    {"git": "https://git.example.com/hello.git", "version": "v1.2"},
+    {"git": "/srv/git/hello", "version": "0123abcd"},
+    {"archive": "/tmp/hello.tar.gz"},
+    {"archive": "dist/hello-1.0-py3-none-any.whl"},
+    {"archive": "https://example.com/hello.zip", "checksum": "sha256:" + "a" * 64},
+])
+def test_sources_that_pass(source):
+    assert webstack.source_problem(source) == ""
+    assert webstack.webstack_apps([app(source=source)])[0]["source"] == source
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ({"git": "https://git.example.com/hello.git"}, r"source: a git source needs a version"),
+    ({"git": "https://git.example.com/hello.git", "version": ""}, r"source: a git source needs a version"),
+    ({"git": "x", "version": "main", "depth": 1}, r"source: unknown key 'depth' for a git source"),
+    ({"archive": "https://example.com/hello.tar.gz"}, r"source: an archive at a URL needs a checksum"),
+    ({"archive": "/tmp/hello.rar"}, r"source: archive must be a path or URL ending in"),
+    ({"archive": "/tmp/a.zip", "checksum": "abc"}, r"source: checksum must look like sha256"),
+    ({"archive": "/tmp/a.zip", "subdir": "x"}, r"source: unknown key 'subdir' for an archive source"),
+    ({"url": "https://example.com"}, r"source: a source dict needs git or archive"),
+    (["/src"], r"source: must be a directory"),
+    ("", r"source: is required"),
+])
+def test_malformed_sources_name_the_field(source, message):
+    with pytest.raises(AnsibleFilterError, match=r"webstack_apps\[0\]\." + message):
+        webstack.webstack_apps([app(source=source)])

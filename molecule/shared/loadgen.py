@@ -28,6 +28,7 @@ def main():
 
     lock = threading.Lock()
     results = {"ok": 0, "failed": 0, "errors": [], "worst_ms": 0.0, "releases": {}}
+    latencies = []
     stop = time.monotonic() + args.seconds
 
     def running():
@@ -51,6 +52,7 @@ def main():
                 error = repr(exc)
             elapsed = (time.monotonic() - started) * 1000
             with lock:
+                latencies.append(elapsed)
                 results["worst_ms"] = max(results["worst_ms"], round(elapsed, 1))
                 if error is None:
                     results["ok"] += 1
@@ -69,6 +71,10 @@ def main():
         subprocess.run(args.command, shell=True, check=True)
     for thread in threads:
         thread.join()
+    latencies.sort()
+    for name, share in (("p50_ms", 0.50), ("p99_ms", 0.99)):
+        results[name] = round(latencies[min(len(latencies) - 1, int(len(latencies) * share))], 1) if latencies else None
+    results["requests"] = results["ok"] + results["failed"]
     text = json.dumps(results)
     if args.out:
         with open(args.out, "w") as handle:

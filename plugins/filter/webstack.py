@@ -29,8 +29,9 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 KNOWN_KEYS = {
     "name", "source", "wsgi_app", "server", "domains", "domains_regex", "static", "env", "secret_env",
     "gunicorn", "uwsgi", "flup", "root", "state", "requirements_file", "pip_packages",
-    "listen", "keepalive", "prefix", "healthcheck",
+    "listen", "keepalive", "prefix", "healthcheck", "pre_activate", "keep_releases",
 }
+DEFAULT_KEEP_RELEASES = 5
 HEALTHCHECK_KEYS = {"path", "host", "status", "timeout"}
 # A URL prefix an app is mounted under: "/" (the site root) or "/seg/.../".
 PREFIX_RE = re.compile(r"^/([A-Za-z0-9._~-]+/)*$")
@@ -64,6 +65,47 @@ def bad_server_names(names, allow_regex=False):
         if not isinstance(name, str) or len(name) > 253
         or not (HOST_NAME_RE.match(name) or (allow_regex and HOST_REGEX_RE.match(name)))
     ]
+
+
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip", ".whl")
+CHECKSUM_RE = re.compile(r"^(md5|sha1|sha224|sha256|sha384|sha512):[0-9a-fA-F]+$")
+
+
+def source_problem(source):
+    """What is wrong with an app's source description ("" when nothing is).
+
+    A source is a directory on the controller (a string), a git repository with the ref to deploy
+    ({git: URL, version: tag|branch|sha}), or an archive on the controller or at a URL
+    ({archive: path-or-URL ending .tar.gz/.tgz/.zip/.whl, checksum: "sha256:..."}; a URL needs the
+    checksum).
+    """
+    if isinstance(source, str):
+        return "" if source else "is required: a directory, {git: URL, version: REF} or {archive: PATH_OR_URL}"
+    if not isinstance(source, dict):
+        return f"must be a directory, {{git: URL, version: REF}} or {{archive: PATH_OR_URL}} (got {source!r})"
+    if "git" in source:
+        unknown = sorted(set(source) - {"git", "version"})
+        if unknown:
+            return f"unknown key {unknown[0]!r} for a git source (known: git, version)"
+        if not isinstance(source["git"], str) or not source["git"]:
+            return "git must be the repository's URL or path"
+        if not isinstance(source.get("version"), str) or not source.get("version"):
+            return "a git source needs a version: the tag, branch or commit to deploy"
+        return ""
+    if "archive" in source:
+        unknown = sorted(set(source) - {"archive", "checksum"})
+        if unknown:
+            return f"unknown key {unknown[0]!r} for an archive source (known: archive, checksum)"
+        archive = source["archive"]
+        if not isinstance(archive, str) or not archive.endswith(ARCHIVE_SUFFIXES):
+            return f"archive must be a path or URL ending in {', '.join(ARCHIVE_SUFFIXES)} (got {archive!r})"
+        checksum = source.get("checksum", "")
+        if checksum and (not isinstance(checksum, str) or not CHECKSUM_RE.match(checksum)):
+            return f"checksum must look like sha256:<hex> (got {checksum!r})"
+        if re.match(r"^[a-z]+://", archive) and not checksum:
+            return "an archive at a URL needs a checksum (sha256:<hex>)"
+        return ""
+    return f"a source dict needs git or archive (got keys {', '.join(sorted(map(str, source)))})"
 
 
 def systemd_env_value(value):
@@ -110,9 +152,11 @@ def _app(index, app):
     name = app.get("name")
     if not isinstance(name, str) or not NAME_RE.match(name):
         _fail(index, "name", f"must be lowercase letters, digits, - or _, starting with a letter (got {name!r})")
-    for field in ("source", "wsgi_app"):
-        if not isinstance(app.get(field), str) or not app[field]:
-            _fail(index, field, "is required and must be a non-empty string")
+    if not isinstance(app.get("wsgi_app"), str) or not app["wsgi_app"]:
+        _fail(index, "wsgi_app", "is required and must be a non-empty string")
+    problem = source_problem(app.get("source"))
+    if problem:
+        _fail(index, "source", problem)
     server = app.get("server", "gunicorn")
     if server not in SERVERS:
         _fail(index, "server", f"must be one of {', '.join(SERVERS)} (got {server!r})")
@@ -171,6 +215,12 @@ def _app(index, app):
     if not isinstance(prefix, str) or not PREFIX_RE.match(prefix) or "/../" in prefix or "/./" in prefix:
         _fail(index, "prefix", f"must be a URL path like /blog (got {app.get('prefix')!r})")
     healthcheck = _healthcheck(index, app.get("healthcheck", {}), domains)
+    pre_activate = app.get("pre_activate", [])
+    if not isinstance(pre_activate, list) or not all(isinstance(c, str) and c.strip() for c in pre_activate):
+        _fail(index, "pre_activate", f"must be a list of commands (non-empty strings) (got {pre_activate!r})")
+    keep_releases = app.get("keep_releases", DEFAULT_KEEP_RELEASES)
+    if not isinstance(keep_releases, int) or isinstance(keep_releases, bool) or keep_releases < 1:
+        _fail(index, "keep_releases", f"must be a whole number of releases, 1 or more (got {keep_releases!r})")
     root = app.get("root", f"/srv/{name}")
     if not isinstance(root, str) or not root.startswith("/") or not PATH_PART_RE.match(root) or ".." in root.split("/"):
         _fail(index, "root", f"must be an absolute path of letters, digits and . _ @ + - / (got {root!r})")
@@ -194,6 +244,8 @@ def _app(index, app):
         keepalive=keepalive,
         prefix=prefix,
         healthcheck=healthcheck,
+        pre_activate=pre_activate,
+        keep_releases=keep_releases,
     )
     return normalized
 
@@ -208,6 +260,24 @@ def webstack_apps(apps):
     if duplicates:
         raise AnsibleFilterError(f"webstack_apps: names must be unique, repeated: {', '.join(duplicates)}")
     return normalized
+
+
+def webstack_select_apps(apps, names=""):
+    """The present apps named in ``names`` ("a,b" or a list; empty: all), for deploy and rollback.
+
+    ``apps`` is the output of :func:`webstack_apps`. A name that is not a present app fails,
+    naming the ones there are.
+    """
+    wanted = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names or [])
+    wanted = [n for n in wanted if n]
+    present = [app for app in apps if app["state"] == "present"]
+    known = [app["name"] for app in present]
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise AnsibleFilterError(
+            f"webstack_deploy_apps: {', '.join(map(repr, unknown))} is not a present app of webstack_apps "
+            f"(there are: {', '.join(known) or 'none'})")
+    return [app for app in present if not wanted or app["name"] in wanted]
 
 
 def _mount(app):
@@ -283,5 +353,7 @@ class FilterModule:
             "webstack_apps": webstack_apps,
             "webstack_nginx_sites": webstack_nginx_sites,
             "webstack_bad_server_names": bad_server_names,
+            "webstack_select_apps": webstack_select_apps,
+            "webstack_source_problem": source_problem,
             "systemd_env_value": systemd_env_value,
         }

@@ -1,0 +1,69 @@
+"""After the side effect: seven deploys, rollbacks, keep-N, a failed migration (see side_effect.yml)."""
+
+import json
+import pathlib
+
+from webstack_verify import http
+from webstack_verify import release_dir as shared_release_dir
+
+BENCH = pathlib.Path(__file__).resolve().parents[3] / ".cache" / "bench"
+
+
+def release_dir(host):
+    return shared_release_dir(host, "hello")
+
+
+def releases(host):
+    out = host.run("ls -1 /srv/hello/releases").stdout.split()
+    return {name: json.loads(host.file(f"/srv/hello/releases/{name}/.webstack-release").content_string)
+            for name in out}
+
+
+def test_keep_n_left_five_with_the_live_one(host):
+    found = releases(host)
+    live = release_dir(host).rsplit("/", 1)[1]
+    assert len(found) == 5 and live in found
+    # the live release is the newest by its recorded build time
+    assert max(found, key=lambda name: found[name]["built_at"]) == live
+
+
+def test_the_live_release_passed_its_gate_and_answers(host):
+    assert host.file(release_dir(host) + "/.webstack-gate").content_string.strip() == "passed"
+    info = json.loads(http(host, "/api/info")["body"])
+    assert info["release"] == release_dir(host).rsplit("/", 1)[1]
+    assert "Hello again from releases" in http(host, "/")["body"], "the config change is live"
+
+
+def test_pre_activation_ran_in_the_new_release_as_the_app_user(host):
+    release = release_dir(host)
+    marker = host.file("/tmp/pre-activate-" + release.rsplit("/", 1)[1])
+    assert marker.exists
+    user, cwd, python, greeting = marker.content_string.strip().split(" ", 3)
+    assert (user, cwd, python) == ("hello", release + "/src", release + "/venv/bin/python")
+    assert greeting.startswith("Hello")
+
+
+def test_the_deploy_figures_were_written(host):
+    figures = json.loads((BENCH / f"deploy-{host.backend.get_hostname()}.json").read_text())
+    for case in ("deploy", "rollback", "config_change", "failed_health_check"):
+        assert figures[case]["failed"] == 0 and figures[case]["ok"] > 20, (case, figures[case])
+    assert figures["control_hard_stop"]["failed"] > 0
+    assert figures["steady"]["p99_ms"] is not None
+
+
+def release_with(host, text):
+    out = host.run("grep -l %s /srv/hello/releases/*/src/hello/__init__.py", text).stdout.split()
+    assert len(out) == 1, out
+    return out[0].split("/src/")[0]
+
+
+def test_a_git_release_is_the_exported_commit(host):
+    release = release_with(host, "variant 4")
+    assert not host.file(release + "/src/.git").exists, "exported, not cloned"
+    assert host.file(release + "/src/requirements.txt").exists
+
+
+def test_an_archive_release_is_built_from_its_top_directory(host):
+    release = release_with(host, "variant 5")
+    assert host.file(release + "/src/hello/__init__.py").exists
+    assert not host.file(release + "/src/v5").exists

@@ -1,0 +1,164 @@
+#!/usr/bin/python
+"""List an app's releases in build order, name the one to roll back to, and prune old ones."""
+
+import json
+import os
+import shutil
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+module: webstack_releases
+short_description: List, order and prune the releases of a webstack app
+description:
+  - Reads C(<root>/releases/*/.webstack-release) (what each release is and when it was built) and
+    C(.webstack-gate) (C(passed) or C(failed) at the health gate on this host), and C(<root>/current).
+  - Orders releases by the build time they recorded, never by file times, and names the one a plain
+    rollback goes back to, the newest release built before the live one that did not fail its gate.
+  - With I(keep), removes what keep-N cleanup allows, and never the live release or a protected one.
+options:
+  root:
+    description: The app's base directory (with C(releases/) and C(current)).
+    type: path
+    required: true
+  keep:
+    description:
+      - Keep this many releases that did not fail their gate, newest by build time, the live one
+        included; remove the older ones and every failed one. 0 removes nothing.
+    type: int
+    default: 0
+  protect:
+    description: Release ids never removed (the one this run replaced, say).
+    type: list
+    elements: str
+    default: []
+author: webstack
+"""
+
+EXAMPLES = r"""
+- name: Keep the last 5 releases of hello
+  pyops.webstack.webstack_releases:
+    root: /srv/hello
+    keep: 5
+    protect: ["{{ replaced_release }}"]
+"""
+
+RETURN = r"""
+releases:
+  description: Complete releases, newest first, each with id, path, built_at, gate, server, live.
+  type: list
+  returned: always
+current:
+  description: The id of the live release, or an empty string.
+  type: str
+  returned: always
+previous:
+  description: The release a plain rollback goes back to, or an empty string when there is none.
+  type: str
+  returned: always
+removed:
+  description: The ids removed (or that would be, in check mode).
+  type: list
+  returned: always
+incomplete:
+  description: Release directories without a record (a build that never finished); left alone.
+  type: list
+  returned: always
+"""
+
+
+def read_releases(root):
+    """The complete releases under root, newest first, and the ids of directories without a record."""
+    releases_dir = os.path.join(root, "releases")
+    current = os.path.realpath(os.path.join(root, "current")) if os.path.islink(os.path.join(root, "current")) else ""
+    releases, incomplete = [], []
+    names = sorted(os.listdir(releases_dir)) if os.path.isdir(releases_dir) else []
+    for name in names:
+        path = os.path.join(releases_dir, name)
+        if not os.path.isdir(path) or os.path.islink(path):
+            continue
+        try:
+            with open(os.path.join(path, ".webstack-release")) as handle:
+                record = json.load(handle)
+        except (OSError, ValueError):
+            incomplete.append(name)
+            continue
+        try:
+            with open(os.path.join(path, ".webstack-gate")) as handle:
+                gate = handle.read().strip()
+        except OSError:
+            gate = ""
+        releases.append({
+            "id": name,
+            "path": path,
+            "built_at": str(record.get("built_at", "")),
+            "gate": gate,
+            "server": record.get("server", ""),
+            "live": os.path.realpath(path) == current,
+        })
+    return order(releases), incomplete
+
+
+def order(releases):
+    """Newest first by recorded build time (releases from before the record had one come last)."""
+    return sorted(releases, key=lambda release: (release["built_at"], release["id"]), reverse=True)
+
+
+def previous_of(releases):
+    """The newest release built before the live one that did not fail its gate ("" if none)."""
+    ids = [release["id"] for release in releases]
+    live = [release["id"] for release in releases if release["live"]]
+    start = ids.index(live[0]) + 1 if live else 0
+    for release in releases[start:]:
+        if release["gate"] != "failed":
+            return release["id"]
+    return ""
+
+
+def to_remove(releases, keep, protect):
+    """What keep-N cleanup removes: failed releases, and good ones past the newest `keep`."""
+    if keep <= 0:
+        return []
+    kept, removed = 0, []
+    for release in releases:
+        good = release["gate"] != "failed"
+        if good and kept < keep:
+            kept += 1
+            continue
+        if release["live"] or release["id"] in protect:
+            continue
+        removed.append(release["id"])
+    return removed
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "root": {"type": "path", "required": True},
+            "keep": {"type": "int", "default": 0},
+            "protect": {"type": "list", "elements": "str", "default": []},
+        },
+        supports_check_mode=True,
+    )
+    root, keep, protect = module.params["root"], module.params["keep"], module.params["protect"]
+    if keep < 0:
+        module.fail_json(msg=f"keep must be 0 or more (got {keep})")
+    releases, incomplete = read_releases(root)
+    removed = to_remove(releases, keep, set(protect))
+    if removed and not module.check_mode:
+        for release_id in removed:
+            shutil.rmtree(os.path.join(root, "releases", release_id))
+    remaining = [release for release in releases if release["id"] not in removed]
+    live = [release["id"] for release in remaining if release["live"]]
+    module.exit_json(
+        changed=bool(removed),
+        releases=remaining,
+        current=live[0] if live else "",
+        previous=previous_of(remaining),
+        removed=removed,
+        incomplete=incomplete,
+    )
+
+
+if __name__ == "__main__":
+    main()
