@@ -40,7 +40,7 @@ def test_pre_activation_ran_in_the_new_release_as_the_app_user(host):
     assert marker.exists
     user, cwd, python, greeting = marker.content_string.strip().split(" ", 3)
     assert (user, cwd, python) == ("hello", release + "/src", release + "/venv/bin/python")
-    assert greeting.startswith("Hello")
+    assert greeting == "Hello again from releases", "the command read the app's env file"
 
 
 def test_the_deploy_figures_were_written(host):
