@@ -1,0 +1,64 @@
+"""The playbook project works with an inventory anywhere: the apps come from group_vars/ next to
+site.yml (linked from playbooks/), not from the inventory's directory."""
+
+import yaml
+
+from webstack_testlib import ROOT, run
+
+LOCAL_INVENTORY = {
+    "all": {
+        "hosts": {"outside": {"ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}},
+        "children": {"web": {"hosts": {"outside": {}}}, "app": {"hosts": {"outside": {}}}},
+    }
+}
+
+
+def outside_inventory(tmp_path, group_vars=None):
+    inventory = tmp_path / "elsewhere" / "hosts.yml"
+    inventory.parent.mkdir()
+    inventory.write_text(yaml.safe_dump(LOCAL_INVENTORY))
+    for name, values in (group_vars or {}).items():
+        (inventory.parent / "group_vars").mkdir(exist_ok=True)
+        (inventory.parent / "group_vars" / f"{name}.yml").write_text(yaml.safe_dump(values))
+    return inventory
+
+
+def deploy_unknown_app(inventory):
+    """deploy.yml with an app name that is not there fails naming the apps it found."""
+    result = run(["ansible-playbook", "-i", str(inventory), "playbooks/deploy.yml",
+                  "-e", "webstack_deploy_apps=no-such-app"], check=False)
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert "'no-such-app' is not a present app" in out, out[-3000:]
+    return out
+
+
+def test_deploy_with_an_inventory_outside_the_checkout_finds_the_apps(tmp_path):
+    apps = yaml.safe_load((ROOT / "group_vars" / "all.yml").read_text())["webstack_apps"]
+    out = deploy_unknown_app(outside_inventory(tmp_path))
+    assert f"(there are: {', '.join(app['name'] for app in apps)})" in out
+
+
+def test_an_inventory_group_gives_its_own_apps(tmp_path):
+    mine = [{"name": "mine", "source": "/srv/src/mine", "wsgi_app": "mine:app", "domains": ["mine.test"]}]
+    out = deploy_unknown_app(outside_inventory(tmp_path, {"app": {"webstack_apps": mine}}))
+    assert "(there are: mine)" in out
+
+
+def test_site_and_every_playbook_read_the_same_group_vars():
+    link = ROOT / "playbooks" / "group_vars"
+    assert link.is_symlink() and link.resolve() == (ROOT / "group_vars").resolve()
+    assert not (ROOT / "inventory" / "group_vars").exists(), "the apps have one home"
+
+
+def test_requirements_list_every_collection_the_code_names():
+    import re
+    listed = {c["name"] for c in yaml.safe_load((ROOT / "requirements.yml").read_text())["collections"]}
+    named = set()
+    for top in ("roles", "playbooks", "molecule", "site.yml"):
+        paths = [ROOT / top] if (ROOT / top).is_file() else (ROOT / top).rglob("*.yml")
+        for path in paths:
+            named |= set(re.findall(r"\b((?:community|ansible)\.[a-z_]+)\.[a-z_]+\b", path.read_text()))
+    named -= {"ansible.builtin", "ansible.legacy"}
+    assert named, "the scan found nothing: it is broken"
+    assert named <= listed, f"used but not in requirements.yml: {sorted(named - listed)}"
