@@ -65,6 +65,19 @@ CASES = {
     "nginx_header_value_csp": (
         "nginx", {"nginx_sites": [SITE], "nginx_security_headers": {"Content-Security-Policy": "default-src 'self'"}},
         None),
+    "nginx_drained_server_not_a_server": (
+        "nginx", {"nginx_sites": [site(upstream={"servers": ["10.0.0.5:8000", "10.0.0.6:8000"], "down": ["10.0.0.7:8000"]})]},
+        "the upstream of hello marks 10.0.0.7:8000 down, which is not among its servers"),
+    "nginx_drained_server": (
+        "nginx", {"nginx_sites": [site(upstream={"servers": ["10.0.0.5:8000", "10.0.0.6:8000"], "down": ["10.0.0.6:8000"],
+                                                 "max_fails": 3, "fail_timeout": "500ms", "next_upstream_tries": 3})]},
+        None),
+    "nginx_bad_fail_timeout": (
+        "nginx", {"nginx_sites": [site(upstream={"servers": ["10.0.0.5:8000"], "fail_timeout": "10s; return 200"})]},
+        "nginx_sites[].upstream: fail_timeout is an nginx time"),
+    "nginx_negative_tries": (
+        "nginx", {"nginx_sites": [site(upstream={"servers": ["10.0.0.5:8000"], "next_upstream_tries": -1})]},
+        "nginx_sites[].upstream: fail_timeout is an nginx time"),
     "python_app_env_value_dict": (
         "python_app", {"python_app_name": "hello", "python_app_source": "/", "python_app_wsgi_app": "a:b",
                        "python_app_env": {"A": {"nested": 1}}},

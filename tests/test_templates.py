@@ -60,6 +60,10 @@ PREFIXED_SITE = {
 NO_ROOT_SITE = {"name": "only", "server_names": ["only.test"], "prefix": "/app/",
                 "upstream": {"protocol": "scgi", "servers": ["unix:/run/only.sock"]}}
 FCGI_SITE = site("fc", "fastcgi", ["10.0.0.7:9000"], keepalive=4)
+# Three uWSGI app hosts, one drained for a rolling deploy.
+DRAINED_SITE = {**site("uwd", "uwsgi", ["10.0.0.5:8001", "10.0.0.6:8001", "10.0.0.7:8001"]),
+                "upstream": {"protocol": "uwsgi", "servers": ["10.0.0.5:8001", "10.0.0.6:8001", "10.0.0.7:8001"],
+                             "down": ["10.0.0.6:8001"], "max_fails": 2, "fail_timeout": "5s", "next_upstream_tries": 3}}
 SCGI_SITE = site("sc", "scgi", ["unix:/run/sc.sock"])
 GUNICORN_FILES = ["gunicorn.conf.py", "service.yml", "socket.yml"]
 UNIT_FILES = ["service", "socket"]
@@ -74,6 +78,7 @@ CASES = {
     }),
     "nginx_uwsgi": ("nginx", NGINX_FILES, {"nginx_ipv6": False, "nginx_sites": [UWSGI_SITE], "site": UWSGI_SITE}),
     "nginx_fastcgi_tcp": ("nginx", NGINX_FILES, {"nginx_ipv6": False, "nginx_sites": [FCGI_SITE], "site": FCGI_SITE}),
+    "nginx_drained": ("nginx", NGINX_FILES, {"nginx_ipv6": False, "nginx_sites": [DRAINED_SITE], "site": DRAINED_SITE}),
     "nginx_scgi": ("nginx", NGINX_FILES, {"nginx_ipv6": False, "nginx_sites": [SCGI_SITE], "site": SCGI_SITE}),
     "nginx_prefixed": ("nginx", NGINX_FILES, {"nginx_ipv6": False, "nginx_sites": [PREFIXED_SITE], "site": PREFIXED_SITE}),
     "nginx_no_root": ("nginx", NGINX_FILES, {"nginx_ipv6": False, "nginx_sites": [NO_ROOT_SITE], "site": NO_ROOT_SITE}),
@@ -217,7 +222,6 @@ def test_every_block_that_adds_headers_repeats_the_security_headers(rendered):
 
 def test_tcp_site_keepalive_needs_all_three(rendered):
     site = read(rendered, "nginx_tcp_keepalive", "site.conf")
-    assert "server 10.0.0.5:8000 fail_timeout=0;" in site and "server 10.0.0.6:8000 fail_timeout=0;" in site
     assert "keepalive 16;" in site
     assert "proxy_http_version 1.1;" in site
     assert 'proxy_set_header Connection "";' in site
@@ -509,3 +513,31 @@ def test_the_upstream_never_gets_the_raw_host_header(rendered, case):
                             ("scgi-params.conf", "scgi_param")):
         found = params(read(rendered, case, name), directive)
         assert found["HTTP_HOST"] == found["HTTP_X_FORWARDED_HOST"] == "$host", name
+
+
+def upstream_block(text, name):
+    return re.search(r"upstream %s_app \{(.*?)\}" % name, text, re.S).group(1)
+
+
+def test_one_server_is_never_marked_unavailable_and_is_not_retried(rendered):
+    text = nginx_statements(read(rendered, "nginx_default", "site.conf"))
+    assert re.findall(r"^\s*server (.*);", upstream_block(text, "hello"), re.M) == ["unix:/run/hello.sock fail_timeout=0"]
+    assert "next_upstream" not in text
+
+
+def test_many_servers_get_passive_health_and_a_bounded_next_upstream(rendered):
+    text = nginx_statements(read(rendered, "nginx_tcp_keepalive", "site.conf"))
+    servers = re.findall(r"^\s*server (.*);", upstream_block(text, "api"), re.M)
+    assert servers == ["10.0.0.5:8000 max_fails=1 fail_timeout=10s", "10.0.0.6:8000 max_fails=1 fail_timeout=10s"]
+    assert "proxy_next_upstream error timeout http_502 http_503;" in text
+    assert "proxy_next_upstream_tries 2;" in text
+    assert "non_idempotent" not in text, "nginx must never resend a POST it already sent"
+
+
+def test_a_drained_server_is_down_and_uwsgi_retries_without_http_502(rendered):
+    text = nginx_statements(read(rendered, "nginx_drained", "site.conf"))
+    servers = re.findall(r"^\s*server (.*);", upstream_block(text, "uwd"), re.M)
+    assert servers == ["10.0.0.5:8001 max_fails=2 fail_timeout=5s", "10.0.0.6:8001 max_fails=2 fail_timeout=5s down",
+                       "10.0.0.7:8001 max_fails=2 fail_timeout=5s"]
+    assert "uwsgi_next_upstream error timeout http_503;" in text  # uwsgi_next_upstream has no http_502
+    assert "uwsgi_next_upstream_tries 3;" in text
