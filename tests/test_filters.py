@@ -112,7 +112,7 @@ def test_not_a_list_is_refused():
 def test_filters_are_registered():
     assert set(webstack.FilterModule().filters()) == {
         "webstack_apps", "webstack_nginx_sites", "webstack_bad_server_names", "systemd_env_value",
-        "webstack_select_apps", "webstack_source_problem",
+        "webstack_select_apps", "webstack_source_problem", "webstack_layout",
     }
 
 
@@ -345,3 +345,75 @@ def test_sources_that_pass(source):
 def test_malformed_sources_name_the_field(source, message):
     with pytest.raises(AnsibleFilterError, match=r"webstack_apps\[0\]\." + message):
         webstack.webstack_apps([app(source=source)])
+
+
+# --- Tiers on many hosts: webstack_layout and the addresses it gives ---------------------------
+
+HOSTVARS = {
+    "web1": {"ansible_default_ipv4": {"address": "10.0.0.2"}},
+    "app1": {"ansible_default_ipv4": {"address": "10.0.0.11"}},
+    "app2": {"ansible_default_ipv4": {"address": "192.168.1.5"}, "webstack_private_address": "10.0.0.12"},
+    "app6": {"webstack_private_address": "fd00::6"},
+}
+
+
+def layout(web, app_hosts, hostvars=HOSTVARS):
+    return webstack.webstack_layout({"all": [], "web": web, "app": app_hosts}, hostvars)
+
+
+@pytest.mark.parametrize(("web", "app_hosts", "split"), [
+    (["one"], ["one"], False),          # the sandbox: one host does it all
+    ([], ["one"], False),
+    (["web1"], ["app1"], True),
+    (["web1", "app1"], ["app1"], True),  # web1's nginx reaches app1 over the network
+    (["app1", "app2"], ["app1", "app2"], True),
+    (["web1"], ["app1", "app2"], True),
+])
+def test_the_tiers_are_split_unless_one_host_is_both(web, app_hosts, split):
+    assert webstack.webstack_layout({"web": web, "app": app_hosts})["split"] is split
+
+
+def test_split_tiers_listen_on_each_app_hosts_private_address():
+    tiers = layout(["web1"], ["app1", "app2"])
+    assert tiers["addresses"] == {"app1": "10.0.0.11", "app2": "10.0.0.12"}  # the variable wins over the fact
+    [on_app2] = webstack.webstack_apps([app(port=8001)], tiers, "app2")
+    assert on_app2["listen"] == "10.0.0.12:8001"
+    assert on_app2["keepalive"] == 16
+    [site] = webstack.webstack_nginx_sites([app(port=8001)], tiers)
+    assert site["upstream"]["servers"] == ["10.0.0.11:8001", "10.0.0.12:8001"]
+
+
+def test_an_ipv6_private_address_is_bracketed():
+    [on_app6] = webstack.webstack_apps([app(port=9000, server="uwsgi")], layout(["web1"], ["app6"]), "app6")
+    assert on_app6["listen"] == "[fd00::6]:9000" and on_app6["keepalive"] == 0
+
+
+def test_one_host_keeps_the_unix_socket_and_ignores_the_port():
+    [normalized] = webstack.webstack_apps([app(port=8001)], layout(["one"], ["one"]), "one")
+    assert normalized["listen"] == "/run/hello.sock"
+    assert normalized["upstream_servers"] == ["unix:/run/hello.sock"]
+
+
+@pytest.mark.parametrize(("apps", "message"), [
+    ([app()], r"webstack_apps\[0\]\.port: is required when the web and app hosts differ"),
+    ([app(port=8001, listen="0.0.0.0:8001")], r"webstack_apps\[0\]\.listen: is per host when web and app hosts differ"),
+    ([app(port=70000)], r"webstack_apps\[0\]\.port: must be a TCP port"),
+    ([app(port="8001")], r"webstack_apps\[0\]\.port: must be a TCP port"),
+    ([app(port=8001), app(name="shop", port=8001)], r"each app needs its own port on the app hosts, repeated: 8001"),
+])
+def test_split_tiers_need_a_port_per_app(apps, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        webstack.webstack_apps(apps, layout(["web1"], ["app1"]), "app1")
+
+
+def test_an_app_host_without_an_address_is_named():
+    with pytest.raises(AnsibleFilterError, match=r"no private address for app host app9 .*webstack_private_address"):
+        layout(["web1"], ["app1", "app9"], {**HOSTVARS, "app9": {}})
+
+
+def test_split_tiers_leave_static_files_to_the_app_hosts():
+    apps = [app(port=8001, static=[{"url": "/static/", "dir": "hello/static"}])]
+    [site] = webstack.webstack_nginx_sites(apps, layout(["web1"], ["app1"]))
+    assert site["static"] == [], "the release is not on the web host"
+    [site] = webstack.webstack_nginx_sites(apps, layout(["one"], ["one"]))
+    assert site["static"][0]["location"] == "/static/"

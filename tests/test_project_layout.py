@@ -1,6 +1,7 @@
 """The playbook project works with an inventory anywhere: the apps come from group_vars/ next to
 site.yml (linked from playbooks/), not from the inventory's directory."""
 
+import pytest
 import yaml
 
 from webstack_testlib import ROOT, run
@@ -62,3 +63,24 @@ def test_requirements_list_every_collection_the_code_names():
     named -= {"ansible.builtin", "ansible.legacy"}
     assert named, "the scan found nothing: it is broken"
     assert named <= listed, f"used but not in requirements.yml: {sorted(named - listed)}"
+
+
+@pytest.mark.parametrize("example", ["production.yml", "three-tier.yml"])
+def test_the_example_inventories_parse_and_site_yml_checks_against_them(example):
+    inventory = str(ROOT / "examples" / example)
+    graph = run(["ansible-inventory", "-i", inventory, "--graph"]).stdout
+    assert "@web:" in graph and "@app:" in graph
+    run(["ansible-playbook", "-i", inventory, "site.yml", "--syntax-check"])
+
+
+def test_the_three_tier_example_gives_every_web_host_every_app_host():
+    """The filter, fed the example's groups and addresses, lists app1..app3 in the upstream."""
+    from test_filters import webstack
+
+    inventory = yaml.safe_load((ROOT / "examples" / "three-tier.yml").read_text())["all"]["children"]
+    groups = {name: list(group["hosts"]) for name, group in inventory.items()}
+    hostvars = {host: values for group in inventory.values() for host, values in group["hosts"].items()}
+    layout = webstack.webstack_layout(groups, hostvars)
+    apps = [{**app, "port": 8001} for app in yaml.safe_load((ROOT / "group_vars" / "all.yml").read_text())["webstack_apps"]]
+    [site] = webstack.webstack_nginx_sites(apps, layout)
+    assert site["upstream"]["servers"] == ["10.0.1.11:8001", "10.0.1.12:8001", "10.0.1.13:8001"]

@@ -15,12 +15,20 @@ short_description: Normalise and check webstack_apps, deriving each app's listen
 description:
   - Fills defaults, rejects unknown keys and bad values with a message naming the field, and
     derives C(protocol), C(listen) and C(root) for each app.
-positional: _input
+positional: _input, layout, host
 options:
   _input:
     description: The webstack_apps list.
     type: list
     required: true
+  layout:
+    description: >-
+      Where the tiers are, from the webstack_layout filter (C(groups | pyops.webstack.webstack_layout(hostvars))).
+      Left out, nginx and the app share a host.
+    type: dict
+  host:
+    description: The inventory name of the host the result is for (its C(listen) on split tiers).
+    type: str
 """
 
 # server -> the protocol nginx speaks to it
@@ -29,7 +37,7 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 KNOWN_KEYS = {
     "name", "source", "wsgi_app", "server", "domains", "domains_regex", "static", "env", "secret_env",
     "gunicorn", "uwsgi", "flup", "root", "state", "requirements_file", "pip_packages",
-    "listen", "keepalive", "prefix", "healthcheck", "pre_activate", "keep_releases",
+    "listen", "keepalive", "prefix", "healthcheck", "pre_activate", "keep_releases", "port",
 }
 DEFAULT_KEEP_RELEASES = 5
 HEALTHCHECK_KEYS = {"path", "host", "status", "timeout"}
@@ -143,7 +151,7 @@ def _healthcheck(index, given, domains):
     return check
 
 
-def _app(index, app):
+def _app(index, app, layout=None, host=None):
     if not isinstance(app, dict):
         raise AnsibleFilterError(f"webstack_apps[{index}] must be a dict, got {type(app).__name__}")
     unknown = sorted(set(app) - KNOWN_KEYS)
@@ -194,13 +202,29 @@ def _app(index, app):
                 _fail(index, field, f"{key!r} is not an environment variable name")
             if isinstance(value, (dict, list)) or value is None:
                 _fail(index, f"{field}.{key}", "must be a string, a number or a boolean")
-    # Same host: a unix socket held by systemd, outside any RuntimeDirectory. Or host:port.
-    listen = app.get("listen", f"/run/{name}.sock")
-    if not isinstance(listen, str) or not (listen == f"/run/{name}.sock" or LISTEN_RE.match(listen)):
-        _fail(index, "listen", f"must be host:port, or left out for the unix socket (got {listen!r})")
-    if not listen.startswith("/") and not 0 < int(listen.rsplit(":", 1)[1]) < 65536:
-        _fail(index, "listen", f"port out of range (got {listen!r})")
-    tcp = not listen.startswith("/")
+    port = app.get("port")
+    if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536):
+        _fail(index, "port", f"must be a TCP port, 1 to 65535 (got {port!r})")
+    split = bool(layout and layout["split"])
+    if split:
+        # Web and app tiers on different hosts: TCP on each app host's private address, and every
+        # web host's upstream lists every app host.
+        if "listen" in app:
+            _fail(index, "listen", "is per host when web and app hosts differ: give port instead")
+        if port is None and state == "present":
+            _fail(index, "port", "is required when the web and app hosts differ (the app listens on "
+                  "TCP on each app host's private address)")
+        servers = [_host_port(layout["addresses"][h], port) for h in layout["app"]] if port else []
+        listen = _host_port(layout["addresses"][host], port) if port and host in layout["app"] else ""
+    else:
+        # Same host: a unix socket held by systemd, outside any RuntimeDirectory. Or host:port.
+        listen = app.get("listen", f"/run/{name}.sock")
+        if not isinstance(listen, str) or not (listen == f"/run/{name}.sock" or LISTEN_RE.match(listen)):
+            _fail(index, "listen", f"must be host:port, or left out for the unix socket (got {listen!r})")
+        if not listen.startswith("/") and not 0 < int(listen.rsplit(":", 1)[1]) < 65536:
+            _fail(index, "listen", f"port out of range (got {listen!r})")
+        servers = [f"unix:{listen}" if listen.startswith("/") else listen]
+    tcp = split or not listen.startswith("/")
     protocol = SERVERS[server]
     keepalive = app.get("keepalive", DEFAULT_KEEPALIVE if tcp and protocol in KEEPALIVE_PROTOCOLS else 0)
     if not isinstance(keepalive, int) or isinstance(keepalive, bool) or keepalive < 0:
@@ -241,6 +265,10 @@ def _app(index, app):
         requirements_file=app.get("requirements_file", "requirements.txt"),
         pip_packages=app.get("pip_packages", []),
         listen=listen,
+        port=port,
+        upstream_servers=servers,
+        # nginx serves static files from the live release only where the release is: its own host.
+        static_by_nginx=not split,
         keepalive=keepalive,
         prefix=prefix,
         healthcheck=healthcheck,
@@ -250,15 +278,52 @@ def _app(index, app):
     return normalized
 
 
-def webstack_apps(apps):
-    """Check and complete the app list; raise with the offending index and field."""
+def _host_port(address, port):
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def webstack_layout(groups, hostvars=None):
+    """Where the tiers are, from the inventory: the web and app hosts, whether they are split.
+
+    Split (TCP between nginx and the app servers) unless every web host is the one app host.
+    When split, each app host's private address is its ``webstack_private_address`` or else the
+    address of its default route (``ansible_default_ipv4``, a gathered fact); without ``hostvars``
+    the addresses are left out (enough to ask whether the tiers are split).
+    """
+    web = list(groups.get("web", []))
+    app = list(groups.get("app", []))
+    split = not (len(app) <= 1 and set(web) <= set(app))
+    addresses = {}
+    if split and hostvars is not None:
+        for host in app:
+            values = hostvars[host] if hostvars is not None else {}
+            address = values.get("webstack_private_address") or (values.get("ansible_default_ipv4") or {}).get("address")
+            if not address or not isinstance(address, str) or not re.match(r"^[0-9A-Fa-f.:]+$", address):
+                raise AnsibleFilterError(
+                    f"webstack: no private address for app host {host} (got {address!r}): set "
+                    "webstack_private_address for it, or gather its facts (ansible_default_ipv4)")
+            addresses[host] = address
+    return {"web": web, "app": app, "split": split, "addresses": addresses}
+
+
+def webstack_apps(apps, layout=None, host=None):
+    """Check and complete the app list; raise with the offending index and field.
+
+    ``layout`` (from :func:`webstack_layout`) and ``host`` (the inventory name of the host the
+    result is for) decide where each app listens; without them, nginx and the app share a host.
+    """
     if not isinstance(apps, list):
         raise AnsibleFilterError("webstack_apps must be a list of apps")
-    normalized = [_app(index, app) for index, app in enumerate(apps)]
+    normalized = [_app(index, app, layout, host) for index, app in enumerate(apps)]
     names = [app["name"] for app in normalized]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise AnsibleFilterError(f"webstack_apps: names must be unique, repeated: {', '.join(duplicates)}")
+    ports = [app["port"] for app in normalized if layout and layout["split"] and app["state"] == "present"]
+    taken = sorted({p for p in ports if ports.count(p) > 1})
+    if taken:
+        raise AnsibleFilterError(f"webstack_apps: each app needs its own port on the app hosts, repeated: "
+                                 f"{', '.join(map(str, taken))}")
     return normalized
 
 
@@ -282,14 +347,13 @@ def webstack_select_apps(apps, names=""):
 
 def _mount(app):
     """Where nginx finds one app: its upstream and its static files, under its URL prefix."""
-    listen = app["listen"]
     base = app["prefix"].rstrip("/")
     return {
         "name": app["name"],
         "prefix": app["prefix"],
         "upstream": {
             "protocol": app["protocol"],
-            "servers": [f"unix:{listen}" if listen.startswith("/") else listen],
+            "servers": app["upstream_servers"],
             "keepalive": app["keepalive"],
         },
         "static": [
@@ -298,7 +362,7 @@ def _mount(app):
                 "path": f"{app['root']}/current/src/{item['dir'].strip('/')}/",
                 "expires": item.get("expires", "7d"),
             }
-            for item in app["static"]
+            for item in app["static"] if app["static_by_nginx"]
         ],
     }
 
@@ -325,14 +389,14 @@ def _server_groups(apps):
     return list(groups.values())
 
 
-def webstack_nginx_sites(apps):
+def webstack_nginx_sites(apps, layout=None):
     """The nginx role's nginx_sites for an app list: one server per set of host names.
 
     Apps that share their host names share one server, each under its own URL prefix. The site
     is named after the app at the root (else the first app by name); every other app's name
     gets state absent, so no site file of an app that moved or left is kept.
     """
-    apps = webstack_apps(apps)
+    apps = webstack_apps(apps, layout)
     sites = []
     for group in _server_groups(apps):
         members = sorted((app for _, app in group), key=lambda app: (app["prefix"] != "/", app["name"]))
@@ -354,6 +418,7 @@ class FilterModule:
             "webstack_nginx_sites": webstack_nginx_sites,
             "webstack_bad_server_names": bad_server_names,
             "webstack_select_apps": webstack_select_apps,
+            "webstack_layout": webstack_layout,
             "webstack_source_problem": source_problem,
             "systemd_env_value": systemd_env_value,
         }

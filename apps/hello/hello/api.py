@@ -1,6 +1,7 @@
 """The JSON side: what a test needs to prove which release, server and interpreter answered."""
 
 import os
+import socket
 import sys
 
 from flask import Blueprint, current_app, g, request
@@ -25,6 +26,7 @@ def info():
         "executable": sys.executable,
         "prefix": sys.prefix,
         "pid": os.getpid(),
+        "hostname": socket.gethostname(),
         "client": g.client,
         "scheme": request.scheme,
         "host": request.host,

@@ -1,5 +1,6 @@
 """The sample app's own tests: run with the Flask test client, no server."""
 
+import socket
 import sys
 
 import pytest
@@ -60,6 +61,7 @@ def test_api_info_reports_release_server_and_interpreter(client):
     assert info["server"] == "test-server"
     assert info["executable"] == sys.executable
     assert info["prefix"] == sys.prefix
+    assert info["hostname"] == socket.gethostname()  # which app host answered, behind nginx
 
 
 def test_proxy_fix_trusts_one_hop_of_forwarded_headers(client):
