@@ -364,9 +364,11 @@ def layout(web, app_hosts, hostvars=HOSTVARS):
 @pytest.mark.parametrize(("web", "app_hosts", "split"), [
     (["one"], ["one"], False),          # the sandbox: one host does it all
     ([], ["one"], False),
+    ([], ["app1", "app2"], False),      # no nginx here: nothing reaches the apps over the network
+    (["app1", "app2"], ["app1", "app2"], False),  # whole stacks side by side, each its own
     (["web1"], ["app1"], True),
     (["web1", "app1"], ["app1"], True),  # web1's nginx reaches app1 over the network
-    (["app1", "app2"], ["app1", "app2"], True),
+    (["app1"], ["app1", "app2"], True),  # app1's nginx balances app1 and app2
     (["web1"], ["app1", "app2"], True),
 ])
 def test_the_tiers_are_split_unless_one_host_is_both(web, app_hosts, split):

@@ -285,14 +285,17 @@ def _host_port(address, port):
 def webstack_layout(groups, hostvars=None):
     """Where the tiers are, from the inventory: the web and app hosts, whether they are split.
 
-    Split (TCP between nginx and the app servers) unless every web host is the one app host.
+    Split (TCP between nginx and the app servers) unless the web and app hosts are the same
+    hosts: then each host is a whole stack and its nginx reaches its own apps over their unix
+    sockets (several such hosts scale out behind a balancer of their own). No web hosts: nothing
+    to reach the apps over the network, so not split either.
     When split, each app host's private address is its ``webstack_private_address`` or else the
     address of its default route (``ansible_default_ipv4``, a gathered fact); without ``hostvars``
     the addresses are left out (enough to ask whether the tiers are split).
     """
     web = list(groups.get("web", []))
     app = list(groups.get("app", []))
-    split = not (len(app) <= 1 and set(web) <= set(app))
+    split = bool(web) and set(web) != set(app)
     addresses = {}
     if split and hostvars is not None:
         for host in app:
