@@ -30,7 +30,7 @@ each_app = pytest.mark.parametrize("app", list(APPS))
 def get(host, app, path, **kwargs):
     """A request to the app through nginx: its host name, its prefix before the path."""
     server_name, prefix = APPS[app][:2]
-    return http(host, prefix + path, host_header=server_name, **kwargs)
+    return http(host, prefix + path, **{"host_header": server_name, **kwargs})
 
 
 @each_app
