@@ -7,12 +7,16 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PYTHONDONTWRITEBYTECODE := 1
 DEMO_PORT ?= 8080
 export WEBSTACK_DEMO_PORT := $(DEMO_PORT)
+# TOPOLOGY=three-tier: web, two app and a db container (sandboxes/three-tier) instead of one.
+TOPOLOGY ?= one
+INVENTORY := $(if $(filter three-tier,$(TOPOLOGY)),sandboxes/three-tier,inventory)
 SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
 .PHONY: help setup engine images image-12 image-13 demo demo-down deploy rollback lint unit molecule test collection clean
 
 help:
 	@echo "make demo     sandbox containers + site.yml + the app's answer through nginx"
+	@echo "              (TOPOLOGY=three-tier: web, 2 app and db containers)"
 	@echo "make test     lint, fast tests, every Molecule scenario"
 	@echo "make setup    only the pinned tools in .venv"
 	@echo "make deploy   ship new releases to the sandbox (APPS=a,b to pick apps)"
@@ -43,23 +47,23 @@ image-13: engine
 images: image-12 image-13
 
 demo: setup image-12
-	ansible-playbook playbooks/sandbox.yml
-	ansible-playbook -i inventory site.yml
+	ansible-playbook -i $(INVENTORY) playbooks/sandbox.yml
+	ansible-playbook -i $(INVENTORY) site.yml
 	$(BIN)/python tools/answer.py http://127.0.0.1:$(DEMO_PORT)/ --host localhost
 
 # Ship releases only (playbooks/deploy.yml), then show the answer; APPS=hello,shop picks apps.
 deploy: setup
-	ansible-playbook -i inventory playbooks/deploy.yml $(if $(APPS),-e webstack_deploy_apps=$(APPS))
+	ansible-playbook -i $(INVENTORY) playbooks/deploy.yml $(if $(APPS),-e webstack_deploy_apps=$(APPS))
 	$(BIN)/python tools/answer.py http://127.0.0.1:$(DEMO_PORT)/ --host localhost
 
 # The previous release back (playbooks/rollback.yml); RELEASE=<id> picks one.
 rollback: setup
-	ansible-playbook -i inventory playbooks/rollback.yml $(if $(RELEASE),-e webstack_release=$(RELEASE)) \
+	ansible-playbook -i $(INVENTORY) playbooks/rollback.yml $(if $(RELEASE),-e webstack_release=$(RELEASE)) \
 	  $(if $(APPS),-e webstack_deploy_apps=$(APPS))
 	$(BIN)/python tools/answer.py http://127.0.0.1:$(DEMO_PORT)/ --host localhost
 
 demo-down: setup
-	ansible-playbook playbooks/sandbox.yml -e webstack_sandbox_state=absent
+	ansible-playbook -i $(INVENTORY) playbooks/sandbox.yml -e webstack_sandbox_state=absent
 
 lint: setup
 	yamllint --strict .
@@ -69,7 +73,8 @@ unit: setup
 	pytest
 
 molecule: setup images
-	set -e; for s in $(SCENARIOS); do molecule test -s $$s; done
+	set -e; mkdir -p .cache; for s in $(SCENARIOS); do start=$$(date +%s); molecule test -s $$s; \
+	  echo "molecule $$s: $$(( $$(date +%s) - start ))s" | tee -a .cache/molecule-times.txt; done
 
 test: lint unit molecule
 

@@ -112,7 +112,8 @@ def test_not_a_list_is_refused():
 def test_filters_are_registered():
     assert set(webstack.FilterModule().filters()) == {
         "webstack_apps", "webstack_nginx_sites", "webstack_bad_server_names", "systemd_env_value",
-        "webstack_select_apps", "webstack_source_problem", "webstack_layout",
+        "webstack_select_apps", "webstack_source_problem", "webstack_layout", "webstack_databases",
+        "webstack_database_url", "webstack_firewall_rules",
     }
 
 
@@ -351,6 +352,7 @@ def test_malformed_sources_name_the_field(source, message):
 
 HOSTVARS = {
     "web1": {"ansible_default_ipv4": {"address": "10.0.0.2"}},
+    "db1": {"ansible_default_ipv4": {"address": "10.0.0.30"}},
     "app1": {"ansible_default_ipv4": {"address": "10.0.0.11"}},
     "app2": {"ansible_default_ipv4": {"address": "192.168.1.5"}, "webstack_private_address": "10.0.0.12"},
     "app6": {"webstack_private_address": "fd00::6"},
@@ -377,7 +379,8 @@ def test_the_tiers_are_split_unless_one_host_is_both(web, app_hosts, split):
 
 def test_split_tiers_listen_on_each_app_hosts_private_address():
     tiers = layout(["web1"], ["app1", "app2"])
-    assert tiers["addresses"] == {"app1": "10.0.0.11", "app2": "10.0.0.12"}  # the variable wins over the fact
+    # The variable wins over the fact; web hosts' addresses are for the app hosts' firewall.
+    assert tiers["addresses"] == {"web1": "10.0.0.2", "app1": "10.0.0.11", "app2": "10.0.0.12"}
     [on_app2] = webstack.webstack_apps([app(port=8001)], tiers, "app2")
     assert on_app2["listen"] == "10.0.0.12:8001"
     assert on_app2["keepalive"] == 16
@@ -409,7 +412,7 @@ def test_split_tiers_need_a_port_per_app(apps, message):
 
 
 def test_an_app_host_without_an_address_is_named():
-    with pytest.raises(AnsibleFilterError, match=r"no private address for app host app9 .*webstack_private_address"):
+    with pytest.raises(AnsibleFilterError, match=r"no private address for host app9 .*webstack_private_address"):
         layout(["web1"], ["app1", "app9"], {**HOSTVARS, "app9": {}})
 
 
@@ -419,3 +422,88 @@ def test_split_tiers_leave_static_files_to_the_app_hosts():
     assert site["static"] == [], "the release is not on the web host"
     [site] = webstack.webstack_nginx_sites(apps, layout(["one"], ["one"]))
     assert site["static"][0]["location"] == "/static/"
+
+
+# --- The database tier: database in webstack_apps, the db host, the firewall between tiers ------
+
+def tiers(web, app_hosts, db):
+    return webstack.webstack_layout({"web": web, "app": app_hosts, "db": db}, HOSTVARS)
+
+
+def test_an_app_gets_a_database_named_after_it_reached_where_it_runs():
+    three = tiers(["web1"], ["app1", "app2"], ["db1"])
+    assert three["db_remote"] and three["addresses"]["db1"] == "10.0.0.30"
+    [normalized] = webstack.webstack_apps([app(name="hello-shop", port=8001, database=True)], three, "app1")
+    assert normalized["database"] == {"name": "hello_shop", "user": "hello_shop", "extensions": [],
+                                      "host": "db1", "address": "10.0.0.30", "port": 5432}
+    # On the db host itself the app reaches PostgreSQL on localhost.
+    whole = tiers(["one"], ["one"], ["one"])
+    assert not whole["db_remote"] and not whole["split"]
+    [local] = webstack.webstack_apps([app(database={"name": "shop", "extensions": ["pg_trgm"]})], whole, "one")
+    assert local["database"]["address"] == "127.0.0.1" and local["database"]["extensions"] == ["pg_trgm"]
+    [without] = webstack.webstack_apps([app()], whole, "one")
+    assert without["database"] is None
+
+
+@pytest.mark.parametrize(("database", "groups", "message"), [
+    (True, {"web": ["one"], "app": ["one"]}, r"webstack_apps\[0\]\.database: needs a host in the inventory group db"),
+    ({"name": "Shop"}, {"app": ["one"], "db": ["one"]}, r"webstack_apps\[0\]\.database\.name: must be lowercase"),
+    ({"user": "a;b"}, {"app": ["one"], "db": ["one"]}, r"webstack_apps\[0\]\.database\.user: must be lowercase"),
+    ({"tables": 1}, {"app": ["one"], "db": ["one"]}, r"webstack_apps\[0\]\.database: must be true or a dict"),
+    ({"extensions": "pg_trgm"}, {"app": ["one"], "db": ["one"]}, r"database\.extensions: must be a list"),
+    ({"password": ""}, {"app": ["one"], "db": ["one"]}, r"database\.password: must be a non-empty string"),
+])
+def test_bad_databases_name_the_field(database, groups, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        webstack.webstack_apps([app(database=database)], webstack.webstack_layout(groups, HOSTVARS), "one")
+
+
+def test_one_db_host_only():
+    with pytest.raises(AnsibleFilterError, match=r"one host in group db, not 2 \(db1, db2\)"):
+        webstack.webstack_layout({"app": ["app1"], "db": ["db1", "db2"]}, HOSTVARS)
+
+
+def test_the_db_host_opens_each_database_to_the_other_app_hosts_only():
+    apps = [app(port=8001, database=True), app(name="shop", port=8002, database={"password": "from-vault"}),
+            app(name="plain", port=8003), app(name="gone", port=8004, database=True, state="absent")]
+    databases = webstack.webstack_databases(apps, tiers(["web1"], ["app1", "db1"], ["db1"]))
+    assert databases == [
+        {"name": "hello", "user": "hello", "extensions": [], "clients": ["10.0.0.11"]},
+        {"name": "shop", "user": "shop", "extensions": [], "clients": ["10.0.0.11"], "password": "from-vault"},
+    ], "db1 reaches itself on localhost; an absent app keeps its data"
+
+
+@pytest.mark.parametrize(("address", "password", "url"), [
+    ("10.0.0.30", "abc123", "postgresql://hello:abc123@10.0.0.30:5432/hello"),
+    ("fd00::30", "p@ss/w:rd", "postgresql://hello:p%40ss%2Fw%3Ard@[fd00::30]:5432/hello"),
+])
+def test_database_url_quotes_what_a_url_cannot_hold(address, password, url):
+    database = {"name": "hello", "user": "hello", "address": address, "port": 5432}
+    assert webstack.webstack_database_url(database, password) == url
+
+
+def test_firewall_rules_follow_the_tiers():
+    apps = [app(port=8001, database=True), app(name="shop", port=8002, server="uwsgi")]
+    three = tiers(["web1"], ["app1", "app2"], ["db1"])
+    assert webstack.webstack_firewall_rules(apps, three, "app1") == [
+        {"name": "hello", "port": 8001, "sources": ["10.0.0.2"]},
+        {"name": "shop", "port": 8002, "sources": ["10.0.0.2"]},
+    ]
+    assert webstack.webstack_firewall_rules(apps, three, "db1") == [
+        {"name": "postgresql", "port": 5432, "sources": ["10.0.0.11", "10.0.0.12"]}]
+    assert webstack.webstack_firewall_rules(apps, three, "web1") == []
+    # One host does it all: unix sockets and localhost, nothing to open.
+    assert webstack.webstack_firewall_rules(apps, tiers(["one"], ["one"], ["one"]), "one") == []
+
+
+def test_a_rolling_batch_is_rendered_down_in_every_upstream():
+    apps = [app(port=8001), app(name="shop", port=8002, server="uwsgi", domains=["shop.test"])]
+    three = tiers(["web1"], ["app1", "app2"], ["db1"])
+    sites = webstack.webstack_nginx_sites(apps, three, ["app2"])
+    assert [site["upstream"]["down"] for site in sites] == [["10.0.0.12:8001"], ["10.0.0.12:8002"]]
+    assert all("down" not in site["upstream"] for site in webstack.webstack_nginx_sites(apps, three))
+    # Whole stacks on one host reach their own socket: nothing to drain there.
+    [whole] = webstack.webstack_nginx_sites([app()], tiers(["one"], ["one"], []), ["one"])
+    assert "down" not in whole["upstream"]
+    with pytest.raises(AnsibleFilterError, match="cannot drain web1: not an app host"):
+        webstack.webstack_nginx_sites(apps, three, ["web1"])

@@ -81,6 +81,8 @@ def test_the_three_tier_example_gives_every_web_host_every_app_host():
     groups = {name: list(group["hosts"]) for name, group in inventory.items()}
     hostvars = {host: values for group in inventory.values() for host, values in group["hosts"].items()}
     layout = webstack.webstack_layout(groups, hostvars)
-    apps = [{**app, "port": 8001} for app in yaml.safe_load((ROOT / "group_vars" / "all.yml").read_text())["webstack_apps"]]
+    # The keys templated on the db group, as Ansible would give them for this inventory.
+    apps = [{**app, "database": True, "pip_packages": [], "pre_activate": []}
+            for app in yaml.safe_load((ROOT / "group_vars" / "all.yml").read_text())["webstack_apps"]]
     [site] = webstack.webstack_nginx_sites(apps, layout)
     assert site["upstream"]["servers"] == ["10.0.1.11:8001", "10.0.1.12:8001", "10.0.1.13:8001"]

@@ -107,6 +107,21 @@ CASES = {
         "systemd_unit_socket": {"ListenStream": "/run/hello.sock", "SocketMode": "0660"},
         "systemd_unit_hardening_overrides": {"ProtectSystem": None, "PrivateUsers": True, "ProtectHome": "read-only"},
     }),
+    "postgresql_tiers": ("postgresql", ["pg_hba.conf", "webstack.conf"], {
+        "postgresql_listen_addresses": ["localhost", "10.0.0.30"], "postgresql_port": 5433,
+        "postgresql_settings": {"max_connections": 200, "log_line_prefix": "%m [%p] it's"},
+        "postgresql_databases": [
+            {"name": "hello", "clients": ["10.0.0.11", "fd00::12"]},
+            {"name": "shop", "user": "shop_rw", "clients": ["10.0.1.0/24"], "extensions": ["pg_trgm"]},
+            {"name": "old", "state": "absent", "clients": ["10.0.0.99"]},
+        ],
+        "postgresql_hba_extra": [{"type": "host", "database": "all", "user": "backup", "address": "10.0.2.5/32",
+                                  "method": "scram-sha-256"}],
+    }),
+    "firewall_tiers": ("firewall", ["firewall.nft", "webstack-firewall.service"], {
+        "firewall_rules": [{"name": "hello", "port": 8001, "sources": ["10.0.0.2", "fd00::2", "10.0.1.0/24"]},
+                           {"name": "postgresql", "port": 5432, "sources": ["10.0.0.11"]}],
+    }),
     "unit_plain": ("systemd_unit", UNIT_FILES, {
         "systemd_unit_name": "worker", "systemd_unit_service": {"ExecStart": "/bin/true", "Restart": "always"},
         "systemd_unit_socket": {},
@@ -541,3 +556,47 @@ def test_a_drained_server_is_down_and_uwsgi_retries_without_http_502(rendered):
                        "10.0.0.7:8001 max_fails=2 fail_timeout=5s"]
     assert "uwsgi_next_upstream error timeout http_503;" in text  # uwsgi_next_upstream has no http_502
     assert "uwsgi_next_upstream_tries 3;" in text
+
+
+def test_pg_hba_lets_each_database_in_from_its_clients_only(rendered):
+    hba = [line.split() for line in read(rendered, "postgresql_tiers", "pg_hba.conf").splitlines()
+           if line.strip() and not line.startswith("#")]
+    assert hba == [
+        ["local", "all", "postgres", "peer"],
+        ["local", "all", "all", "peer"],
+        ["host", "hello", "hello", "127.0.0.1/32", "scram-sha-256"],
+        ["host", "hello", "hello", "::1/128", "scram-sha-256"],
+        ["host", "hello", "hello", "10.0.0.11/32", "scram-sha-256"],
+        ["host", "hello", "hello", "fd00::12/128", "scram-sha-256"],
+        ["host", "shop", "shop_rw", "127.0.0.1/32", "scram-sha-256"],
+        ["host", "shop", "shop_rw", "::1/128", "scram-sha-256"],
+        ["host", "shop", "shop_rw", "10.0.1.0/24", "scram-sha-256"],
+        ["host", "all", "backup", "10.0.2.5/32", "scram-sha-256"],
+    ], "an absent database gets no line; nothing is open to all"
+
+
+def test_the_postgresql_drop_in_quotes_strings_only(rendered):
+    conf = read(rendered, "postgresql_tiers", "webstack.conf")
+    assert "listen_addresses = 'localhost,10.0.0.30'" in conf
+    assert "port = 5433" in conf and "password_encryption = 'scram-sha-256'" in conf
+    assert "max_connections = 200\n" in conf
+    assert "log_line_prefix = '%m [%p] it''s'" in conf
+
+
+def test_the_firewall_accepts_each_port_from_its_sources_then_drops(rendered):
+    nft = read(rendered, "firewall_tiers", "firewall.nft")
+    rules = [line.strip() for line in nft.splitlines() if "dport" in line or "iifname" in line]
+    assert rules == [
+        'iifname "lo" accept',
+        "tcp dport 8001 ip saddr { 10.0.0.2, 10.0.1.0/24 } accept",
+        "tcp dport 8001 ip6 saddr { fd00::2 } accept",
+        "tcp dport 8001 counter drop",
+        "tcp dport 5432 ip saddr { 10.0.0.11 } accept",
+        "tcp dport 5432 counter drop",
+    ]
+    # Replaced whole in one transaction: declared (so delete cannot fail), deleted, defined.
+    assert nft.index("table inet webstack\n") < nft.index("delete table inet webstack") < nft.index("table inet webstack {")
+    assert "policy accept;" in nft, "the role only drops what its rules name"
+    unit = read(rendered, "firewall_tiers", "webstack-firewall.service")
+    assert "ExecReload=/usr/sbin/nft -f /etc/webstack/firewall.nft" in unit
+    assert "ExecStop=/usr/sbin/nft delete table inet webstack" in unit

@@ -37,8 +37,11 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 KNOWN_KEYS = {
     "name", "source", "wsgi_app", "server", "domains", "domains_regex", "static", "env", "secret_env",
     "gunicorn", "uwsgi", "flup", "root", "state", "requirements_file", "pip_packages",
-    "listen", "keepalive", "prefix", "healthcheck", "pre_activate", "keep_releases", "port",
+    "listen", "keepalive", "prefix", "healthcheck", "pre_activate", "keep_releases", "port", "database",
 }
+DATABASE_KEYS = {"name", "user", "password", "extensions"}
+DB_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+DB_PORT = 5432
 DEFAULT_KEEP_RELEASES = 5
 HEALTHCHECK_KEYS = {"path", "host", "status", "timeout"}
 # A URL prefix an app is mounted under: "/" (the site root) or "/seg/.../".
@@ -245,6 +248,7 @@ def _app(index, app, layout=None, host=None):
     keep_releases = app.get("keep_releases", DEFAULT_KEEP_RELEASES)
     if not isinstance(keep_releases, int) or isinstance(keep_releases, bool) or keep_releases < 1:
         _fail(index, "keep_releases", f"must be a whole number of releases, 1 or more (got {keep_releases!r})")
+    database = _database(index, app.get("database"), name, layout, host)
     root = app.get("root", f"/srv/{name}")
     if not isinstance(root, str) or not root.startswith("/") or not PATH_PART_RE.match(root) or ".." in root.split("/"):
         _fail(index, "root", f"must be an absolute path of letters, digits and . _ @ + - / (got {root!r})")
@@ -274,8 +278,40 @@ def _app(index, app, layout=None, host=None):
         healthcheck=healthcheck,
         pre_activate=pre_activate,
         keep_releases=keep_releases,
+        database=database,
     )
     return normalized
+
+
+def _database(index, given, name, layout, host):
+    """The app's database on the db host, or None: its name, login role, extensions, and where
+    the app reaches it (127.0.0.1 on the db host itself, else the db host's private address)."""
+    if given in (None, False):
+        return None
+    if given is True:
+        given = {}
+    if not isinstance(given, dict) or set(given) - DATABASE_KEYS:
+        _fail(index, "database", f"must be true or a dict of {', '.join(sorted(DATABASE_KEYS))} (got {given!r})")
+    default = name.replace("-", "_")
+    database = {"name": default, "user": default, "extensions": [], **given}
+    for field in ("name", "user"):
+        if not isinstance(database[field], str) or not DB_NAME_RE.match(database[field]):
+            _fail(index, f"database.{field}", f"must be lowercase letters, digits and _ (got {database[field]!r})")
+    extensions = database["extensions"]
+    if not isinstance(extensions, list) or not all(isinstance(e, str) and re.match(r"^[a-z_][a-z0-9_-]*$", e) for e in extensions):
+        _fail(index, "database.extensions", f"must be a list of extension names (got {extensions!r})")
+    if "password" in database and (not isinstance(database["password"], str) or not database["password"]):
+        _fail(index, "database.password", "must be a non-empty string (from Ansible Vault), or left out to generate one")
+    db_hosts = (layout or {}).get("db", [])
+    if layout is not None and not db_hosts:
+        _fail(index, "database", "needs a host in the inventory group db")
+    db_host = db_hosts[0] if db_hosts else ""
+    if host is None or not db_host or host == db_host:
+        address = "127.0.0.1"
+    else:
+        address = layout["addresses"].get(db_host, "")
+    database.update(host=db_host, address=address, port=DB_PORT)
+    return database
 
 
 def _host_port(address, port):
@@ -289,24 +325,32 @@ def webstack_layout(groups, hostvars=None):
     hosts: then each host is a whole stack and its nginx reaches its own apps over their unix
     sockets (several such hosts scale out behind a balancer of their own). No web hosts: nothing
     to reach the apps over the network, so not split either.
-    When split, each app host's private address is its ``webstack_private_address`` or else the
-    address of its default route (``ansible_default_ipv4``, a gathered fact); without ``hostvars``
-    the addresses are left out (enough to ask whether the tiers are split).
+    The db group holds at most one host, the PostgreSQL server of every app that asks for a
+    database; ``db_remote`` says some app host reaches it over the network.
+    When split or db_remote, each host's private address (web, app and db hosts) is its
+    ``webstack_private_address`` or else the address of its default route (``ansible_default_ipv4``,
+    a gathered fact); without ``hostvars`` the addresses are left out (enough to ask whether the
+    tiers are split).
     """
     web = list(groups.get("web", []))
     app = list(groups.get("app", []))
+    db = list(groups.get("db", []))
+    if len(db) > 1:
+        raise AnsibleFilterError(f"webstack: one host in group db, not {len(db)} ({', '.join(db)}): "
+                                 "the roles set up one PostgreSQL server, not replication")
     split = bool(web) and set(web) != set(app)
+    db_remote = bool(db) and bool(set(app) - set(db))
     addresses = {}
-    if split and hostvars is not None:
-        for host in app:
+    if (split or db_remote) and hostvars is not None:
+        for host in dict.fromkeys(web + app + db):
             values = hostvars[host] if hostvars is not None else {}
             address = values.get("webstack_private_address") or (values.get("ansible_default_ipv4") or {}).get("address")
             if not address or not isinstance(address, str) or not re.match(r"^[0-9A-Fa-f.:]+$", address):
                 raise AnsibleFilterError(
-                    f"webstack: no private address for app host {host} (got {address!r}): set "
+                    f"webstack: no private address for host {host} (got {address!r}): set "
                     "webstack_private_address for it, or gather its facts (ansible_default_ipv4)")
             addresses[host] = address
-    return {"web": web, "app": app, "split": split, "addresses": addresses}
+    return {"web": web, "app": app, "db": db, "split": split, "db_remote": db_remote, "addresses": addresses}
 
 
 def webstack_apps(apps, layout=None, host=None):
@@ -348,17 +392,66 @@ def webstack_select_apps(apps, names=""):
     return [app for app in present if not wanted or app["name"] in wanted]
 
 
-def _mount(app):
+def webstack_databases(apps, layout):
+    """The postgresql role's postgresql_databases for an app list: one database and login role per
+    present app that asks for one, open over TCP to the app hosts that are not the db host.
+
+    An app set absent keeps its database: dropping data is never a side effect of removing code.
+    """
+    apps = webstack_apps(apps, layout)
+    db_host = (layout.get("db") or [""])[0]
+    clients = [layout["addresses"][h] for h in layout["app"] if h != db_host and h in layout["addresses"]]
+    databases = []
+    for app in apps:
+        database = app["database"]
+        if app["state"] != "present" or not database:
+            continue
+        entry = {"name": database["name"], "user": database["user"], "extensions": database["extensions"],
+                 "clients": clients}
+        if "password" in database:
+            entry["password"] = database["password"]
+        databases.append(entry)
+    return databases
+
+
+def webstack_firewall_rules(apps, layout, host):
+    """The firewall role's firewall_rules for one host: on an app host of split tiers each app's
+    port from the web hosts only; on the db host, when apps reach it over the network, PostgreSQL
+    from the app hosts only. Empty elsewhere (unix sockets and localhost need no rule)."""
+    apps = [app for app in webstack_apps(apps, layout, host) if app["state"] == "present"]
+    addresses = layout.get("addresses", {})
+    rules = []
+    if layout["split"] and host in layout["app"]:
+        web = [addresses[h] for h in layout["web"] if h in addresses]
+        rules += [{"name": app["name"], "port": app["port"], "sources": web} for app in apps if app["port"]]
+    db_host = (layout.get("db") or [""])[0]
+    if layout.get("db_remote") and host == db_host and any(app["database"] for app in apps):
+        clients = [addresses[h] for h in layout["app"] if h != host and h in addresses]
+        rules.append({"name": "postgresql", "port": DB_PORT, "sources": clients})
+    return rules
+
+
+def webstack_database_url(database, password):
+    """DATABASE_URL for an app's normalised ``database`` and its login role's password."""
+    from urllib.parse import quote
+
+    address = database["address"]
+    host = f"[{address}]" if ":" in address else address
+    return (f"postgresql://{quote(database['user'], safe='')}:{quote(password, safe='')}"
+            f"@{host}:{database['port']}/{quote(database['name'], safe='')}")
+
+
+def _mount(app, down=()):
     """Where nginx finds one app: its upstream and its static files, under its URL prefix."""
     base = app["prefix"].rstrip("/")
+    upstream = {"protocol": app["protocol"], "servers": app["upstream_servers"], "keepalive": app["keepalive"]}
+    drained = [server for server in app["upstream_servers"] if server in down]
+    if drained:
+        upstream["down"] = drained
     return {
         "name": app["name"],
         "prefix": app["prefix"],
-        "upstream": {
-            "protocol": app["protocol"],
-            "servers": app["upstream_servers"],
-            "keepalive": app["keepalive"],
-        },
+        "upstream": upstream,
         "static": [
             {
                 "location": base + item["url"],
@@ -392,22 +485,30 @@ def _server_groups(apps):
     return list(groups.values())
 
 
-def webstack_nginx_sites(apps, layout=None):
+def webstack_nginx_sites(apps, layout=None, down=None):
     """The nginx role's nginx_sites for an app list: one server per set of host names.
 
     Apps that share their host names share one server, each under its own URL prefix. The site
     is named after the app at the root (else the first app by name); every other app's name
     gets state absent, so no site file of an app that moved or left is kept.
+    ``down`` names app hosts to drain (a rolling deploy's batch): their servers are rendered
+    ``down`` in every upstream, when the tiers are split (else nginx reaches its own host only).
     """
     apps = webstack_apps(apps, layout)
+    down_servers = set()
+    if down and layout and layout["split"]:
+        unknown = [h for h in down if h not in layout["app"]]
+        if unknown:
+            raise AnsibleFilterError(f"webstack_nginx_sites: cannot drain {', '.join(unknown)}: not an app host")
+        down_servers = {_host_port(layout["addresses"][h], app["port"]) for h in down for app in apps if app["port"]}
     sites = []
     for group in _server_groups(apps):
         members = sorted((app for _, app in group), key=lambda app: (app["prefix"] != "/", app["name"]))
         owner, others = members[0], members[1:]
         site = {"name": owner["name"], "state": "present", "server_names": owner["domains"],
                 "server_names_regex": owner["domains_regex"]}
-        site.update({key: value for key, value in _mount(owner).items() if key != "name"})
-        site["mounts"] = [_mount(app) for app in others]
+        site.update({key: value for key, value in _mount(owner, down_servers).items() if key != "name"})
+        site["mounts"] = [_mount(app, down_servers) for app in others]
         sites.append(site)
     owners = {site["name"] for site in sites}
     sites += [{"name": app["name"], "state": "absent"} for app in apps if app["name"] not in owners]
@@ -422,6 +523,9 @@ class FilterModule:
             "webstack_bad_server_names": bad_server_names,
             "webstack_select_apps": webstack_select_apps,
             "webstack_layout": webstack_layout,
+            "webstack_databases": webstack_databases,
+            "webstack_database_url": webstack_database_url,
+            "webstack_firewall_rules": webstack_firewall_rules,
             "webstack_source_problem": source_problem,
             "systemd_env_value": systemd_env_value,
         }

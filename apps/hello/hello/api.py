@@ -6,6 +6,8 @@ import sys
 
 from flask import Blueprint, current_app, g, request
 
+from hello import db
+
 api = Blueprint("api", __name__)
 
 
@@ -32,3 +34,13 @@ def info():
         "host": request.host,
         "script_root": request.script_root,
     }
+
+
+@api.route("/visits", methods=["GET", "POST"])
+def visits():
+    """The visit counter kept in PostgreSQL: POST counts one more, GET reads it."""
+    try:
+        count = db.visits(increment=request.method == "POST")
+    except db.NoDatabase as error:
+        return {"error": str(error)}, 503
+    return {"visits": count, "hostname": socket.gethostname()}

@@ -103,3 +103,18 @@ def test_server_detected_from_loaded_modules(monkeypatch):
     monkeypatch.delenv("WEBSTACK_SERVER", raising=False)
     monkeypatch.setitem(sys.modules, "gunicorn", object())
     assert create_app().config["SERVER"] == "gunicorn"
+
+
+def test_visits_without_a_database_is_503(client, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    response = client.post("/api/visits")
+    assert response.status_code == 503
+    assert response.get_json() == {"error": "DATABASE_URL is not set"}
+
+
+def test_migrate_without_a_database_exits_2(monkeypatch, capsys):
+    from hello import migrate
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert migrate.main() == 2
+    assert "DATABASE_URL is not set" in capsys.readouterr().err
