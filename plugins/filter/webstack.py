@@ -302,16 +302,26 @@ def _database(index, given, name, layout, host):
         _fail(index, "database.extensions", f"must be a list of extension names (got {extensions!r})")
     if "password" in database and (not isinstance(database["password"], str) or not database["password"]):
         _fail(index, "database.password", "must be a non-empty string (from Ansible Vault), or left out to generate one")
-    db_hosts = (layout or {}).get("db", [])
-    if layout is not None and not db_hosts:
+    db_host = _db_host(layout or {})
+    if layout is not None and not db_host:
         _fail(index, "database", "needs a host in the inventory group db")
-    db_host = db_hosts[0] if db_hosts else ""
     if host is None or not db_host or host == db_host:
         address = "127.0.0.1"
     else:
         address = layout["addresses"].get(db_host, "")
     database.update(host=db_host, address=address, port=DB_PORT)
     return database
+
+
+def _db_host(layout):
+    """The inventory name of the db host ("" when the inventory has none)."""
+    return (layout.get("db") or [""])[0]
+
+
+def _db_clients(layout):
+    """The private addresses of the app hosts that reach PostgreSQL over the network."""
+    db_host = _db_host(layout)
+    return [layout["addresses"][h] for h in layout["app"] if h != db_host and h in layout["addresses"]]
 
 
 def _host_port(address, port):
@@ -399,8 +409,7 @@ def webstack_databases(apps, layout):
     An app set absent keeps its database: dropping data is never a side effect of removing code.
     """
     apps = webstack_apps(apps, layout)
-    db_host = (layout.get("db") or [""])[0]
-    clients = [layout["addresses"][h] for h in layout["app"] if h != db_host and h in layout["addresses"]]
+    clients = _db_clients(layout)
     databases = []
     for app in apps:
         database = app["database"]
@@ -424,10 +433,8 @@ def webstack_firewall_rules(apps, layout, host):
     if layout["split"] and host in layout["app"]:
         web = [addresses[h] for h in layout["web"] if h in addresses]
         rules += [{"name": app["name"], "port": app["port"], "sources": web} for app in apps if app["port"]]
-    db_host = (layout.get("db") or [""])[0]
-    if layout.get("db_remote") and host == db_host and any(app["database"] for app in apps):
-        clients = [addresses[h] for h in layout["app"] if h != host and h in addresses]
-        rules.append({"name": "postgresql", "port": DB_PORT, "sources": clients})
+    if layout.get("db_remote") and host == _db_host(layout) and any(app["database"] for app in apps):
+        rules.append({"name": "postgresql", "port": DB_PORT, "sources": _db_clients(layout)})
     return rules
 
 
