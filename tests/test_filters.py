@@ -113,7 +113,7 @@ def test_filters_are_registered():
     assert set(webstack.FilterModule().filters()) == {
         "webstack_apps", "webstack_nginx_sites", "webstack_bad_server_names", "systemd_env_value",
         "webstack_select_apps", "webstack_source_problem", "webstack_layout", "webstack_databases",
-        "webstack_database_url", "webstack_firewall_rules",
+        "webstack_database_url", "webstack_firewall_rules", "webstack_python_app_vars",
     }
 
 
@@ -507,3 +507,34 @@ def test_a_rolling_batch_is_rendered_down_in_every_upstream():
     assert "down" not in whole["upstream"]
     with pytest.raises(AnsibleFilterError, match="cannot drain web1: not an app host"):
         webstack.webstack_nginx_sites(apps, three, ["web1"])
+
+
+def _main_options(role):
+    import yaml
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "roles" / role / "meta" / "argument_specs.yml"
+    return set(yaml.safe_load(path.read_text())["argument_specs"]["main"]["options"])
+
+
+def test_every_app_key_reaches_a_role_variable_that_exists():
+    given = app(server="uwsgi", env={"A": "1"}, secret_env={"S": "x"}, uwsgi={"processes": 2},
+                healthcheck={"path": "/up"}, pre_activate=["true"], keep_releases=3)
+    [completed] = webstack.webstack_apps([given])
+    result = webstack.webstack_python_app_vars(
+        completed, {"DATABASE_URL": "postgresql://u:p@db/x"}, install_packages=False, rollback_to="")
+    known = _main_options("python_app")
+    for role in webstack.SERVER_ROLES:
+        known |= _main_options(role)
+    assert set(result) <= known, sorted(set(result) - known)
+    assert result["python_app_server"] == "uwsgi"
+    assert result["python_app_keep_releases"] == 3
+    assert result["python_app_healthcheck_path"] == "/up"
+    assert result["python_app_healthcheck_host"] == "hello"
+    assert result["python_app_secret_env"] == {"S": "x", "DATABASE_URL": "postgresql://u:p@db/x"}
+    assert result["python_app_install_packages"] is False
+    assert result["uwsgi_overrides"] == {"processes": 2}
+    assert result["gunicorn_overrides"] == {}
+    # The one-place promise: every key of webstack_apps is used by the filter, nginx or the role.
+    role_keys = set(webstack.PYTHON_APP_KEYS) | set(webstack.SERVER_ROLES) | {"healthcheck"}
+    nginx_or_layout = {"domains", "domains_regex", "static", "keepalive", "prefix", "port", "database"}
+    assert webstack.KNOWN_KEYS == role_keys | nginx_or_layout

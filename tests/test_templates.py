@@ -322,6 +322,13 @@ def test_gunicorn_socket_spec(rendered):
     assert (unix["SocketUser"], unix["SocketGroup"], unix["SocketMode"]) == ("root", "www-data", "0660")
     tcp = yaml.safe_load(read(rendered, "gunicorn_gthread_tcp", "socket.yml"))
     assert tcp["ListenStream"] == "0.0.0.0:8000" and "SocketGroup" not in tcp
+    assert tcp["FreeBind"] is True and "FreeBind" not in unix
+
+
+@pytest.mark.parametrize("case", ["uwsgi_default", "flup_fastcgi", "flup_scgi_tcp"])
+def test_tcp_sockets_bind_before_their_address_is_up(rendered, case):
+    spec = yaml.safe_load(read(rendered, case, "socket.yml"))
+    assert spec.get("FreeBind", False) is (not spec["ListenStream"].startswith("/"))
 
 
 def unit_lines(text):

@@ -44,6 +44,14 @@ DB_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 DB_PORT = 5432
 DEFAULT_KEEP_RELEASES = 5
 HEALTHCHECK_KEYS = {"path", "host", "status", "timeout"}
+# The keys of a completed app that the python_app role takes as python_app_<key> (healthcheck as
+# python_app_healthcheck_<key>), and the server roles whose <role>_overrides an app may carry.
+# The one place where webstack_apps meets the role's variables: webstack_python_app_vars.
+PYTHON_APP_KEYS = (
+    "name", "state", "source", "wsgi_app", "server", "root", "listen", "env", "secret_env",
+    "requirements_file", "pip_packages", "pre_activate", "keep_releases",
+)
+SERVER_ROLES = ("gunicorn", "uwsgi", "flup")
 # A URL prefix an app is mounted under: "/" (the site root) or "/seg/.../".
 PREFIX_RE = re.compile(r"^/([A-Za-z0-9._~-]+/)*$")
 # A host name nginx may get as a server_name: labels of letters, digits, - and _, dot-separated,
@@ -196,7 +204,7 @@ def _app(index, app, layout=None, host=None):
             _fail(index, "static", f"dir must be relative to the app source (got {item['dir']!r})")
         if not PATH_PART_RE.match(item["dir"]) or not PREFIX_RE.match(item["url"]):
             _fail(index, "static", f"url and dir may hold letters, digits and . _ @ + - / only (got {item!r})")
-    for field in ("env", "secret_env", "gunicorn", "uwsgi", "flup"):
+    for field in ("env", "secret_env", *SERVER_ROLES):
         if not isinstance(app.get(field, {}), dict):
             _fail(index, field, "must be a dict")
     for field in ("env", "secret_env"):
@@ -262,9 +270,7 @@ def _app(index, app, layout=None, host=None):
         static=static,
         env=app.get("env", {}),
         secret_env=app.get("secret_env", {}),
-        gunicorn=app.get("gunicorn", {}),
-        uwsgi=app.get("uwsgi", {}),
-        flup=app.get("flup", {}),
+        **{role: app.get(role, {}) for role in SERVER_ROLES},
         root=root,
         requirements_file=app.get("requirements_file", "requirements.txt"),
         pip_packages=app.get("pip_packages", []),
@@ -382,6 +388,21 @@ def webstack_apps(apps, layout=None, host=None):
         raise AnsibleFilterError(f"webstack_apps: each app needs its own port on the app hosts, repeated: "
                                  f"{', '.join(map(str, taken))}")
     return normalized
+
+
+def webstack_python_app_vars(app, secret_env=None, **extra):
+    """The python_app role's variables for one app completed by :func:`webstack_apps`.
+
+    ``secret_env`` is merged over the app's own (DATABASE_URL, worked out on the run); ``extra``
+    are further python_app_* variables that belong to the run rather than the app
+    (install_packages, rollback_to).
+    """
+    result = {f"python_app_{key}": app[key] for key in PYTHON_APP_KEYS}
+    result["python_app_secret_env"] = {**app["secret_env"], **(secret_env or {})}
+    result.update({f"python_app_healthcheck_{key}": value for key, value in app["healthcheck"].items()})
+    result.update({f"{role}_overrides": app[role] for role in SERVER_ROLES})
+    result.update({f"python_app_{key}": value for key, value in extra.items()})
+    return result
 
 
 def webstack_select_apps(apps, names=""):
@@ -529,6 +550,7 @@ class FilterModule:
             "webstack_nginx_sites": webstack_nginx_sites,
             "webstack_bad_server_names": bad_server_names,
             "webstack_select_apps": webstack_select_apps,
+            "webstack_python_app_vars": webstack_python_app_vars,
             "webstack_layout": webstack_layout,
             "webstack_databases": webstack_databases,
             "webstack_database_url": webstack_database_url,

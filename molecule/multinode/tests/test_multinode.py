@@ -87,6 +87,8 @@ def test_the_app_listens_on_its_private_address_only(app_host):
     assert not app_host.socket(f"tcp://0.0.0.0:{PORT}").is_listening
     assert not app_host.socket("unix:///run/hello.sock").is_listening
     assert not app_host.package("nginx").is_installed, "nginx only on web hosts"
+    # A boot where the private address comes up late must not leave the socket unbound.
+    assert app_host.check_output("systemctl show -p FreeBind --value hello.socket") == "yes"
 
 
 def test_one_app_host_going_away_fails_no_request(web):
@@ -287,6 +289,17 @@ def drained(web):
             and line.rstrip().endswith(" down;")]
 
 
+def ran_task(stdout, title):
+    """The hosts, in order, that ran (ok or changed) every task whose title starts with title."""
+    hosts = []
+    for block in stdout.split("\nTASK [")[1:]:
+        header, _, body = block.partition("\n")
+        if header.split(" : ", 1)[-1].startswith(title):
+            hosts += [line.split("[", 1)[1].split("]", 1)[0] for line in body.splitlines()
+                      if line.startswith(("ok: [", "changed: ["))]
+    return hosts
+
+
 def hostnames(web, count=12):
     return {json.loads(http(web, "/api/info")["body"])["hostname"] for _ in range(count)}
 
@@ -311,6 +324,8 @@ def test_a_rolling_deploy_drains_each_app_host_and_fails_no_request(web, tmp_pat
         assert result.stdout.count(f"changed: [{name} -> {WEB}] => (item={WEB})") == 2, result.stdout
     assert drained(web) == []
     assert hostnames(web) == set(APPS)
+    # The migration ran once for the whole roll (serial batches of one), on the first app host.
+    assert ran_task(result.stdout, "Run the pre-activation command") == [APPS[0]], result.stdout[-4000:]
     figures = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "app_hosts": len(APPS), "serial": 1, "deploy_seconds": round(seconds, 1),
                "requests_ok": load["ok"], "requests_failed": load["failed"], "errors": load["errors"][:5],
@@ -331,4 +346,21 @@ def test_a_host_that_fails_its_gate_stops_the_roll(web, tmp_path):
     assert other(APPS[1]).check_output("ls /srv/hello/releases") == built_on_app2, "the roll never reached app2"
     assert {name: live_release(name) for name in APPS} == before, "app1 back on its release, app2 untouched"
     assert drained(web) == [], "app1 put back"
+    assert hostnames(web) == set(APPS)
+
+
+def test_a_drain_nginx_rejects_changes_nothing(web, tmp_path):
+    """nginx -t fails on the web host: the site files go back, nothing reloads, nothing deploys."""
+    before = {name: live_release(name) for name in APPS}
+    site = web.file("/etc/nginx/sites-enabled/hello.conf").content_string
+    web.check_output("echo 'not_a_directive on;' > /etc/nginx/sites-enabled/zz-broken.conf")
+    try:
+        result = deploy(tmp_path, sample_copy(tmp_path, "rolling-rejected"))
+    finally:
+        web.check_output("rm -f /etc/nginx/sites-enabled/zz-broken.conf")
+    assert result.returncode != 0
+    assert "rejected the drained sites" in result.stdout and "not_a_directive" in result.stdout, result.stdout[-4000:]
+    assert web.file("/etc/nginx/sites-enabled/hello.conf").content_string == site
+    assert web.check_output("ls -a /etc/nginx/sites-enabled | grep -c '~' || true") == "0", "backups dropped"
+    assert {name: live_release(name) for name in APPS} == before
     assert hostnames(web) == set(APPS)
