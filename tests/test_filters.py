@@ -113,7 +113,8 @@ def test_filters_are_registered():
     assert set(webstack.FilterModule().filters()) == {
         "webstack_apps", "webstack_nginx_sites", "webstack_bad_server_names", "systemd_env_value",
         "webstack_select_apps", "webstack_source_problem", "webstack_layout", "webstack_databases",
-        "webstack_database_url", "webstack_firewall_rules", "webstack_python_app_vars",
+        "webstack_database_url", "webstack_firewall_rules", "webstack_python_app_vars", "nginx_features",
+        "nginx_subject_alt_names",
     }
 
 
@@ -536,5 +537,72 @@ def test_every_app_key_reaches_a_role_variable_that_exists():
     assert result["gunicorn_overrides"] == {}
     # The one-place promise: every key of webstack_apps is used by the filter, nginx or the role.
     role_keys = set(webstack.PYTHON_APP_KEYS) | set(webstack.SERVER_ROLES) | {"healthcheck"}
-    nginx_or_layout = {"domains", "domains_regex", "static", "keepalive", "prefix", "port", "database"}
+    nginx_or_layout = {"domains", "domains_regex", "static", "keepalive", "prefix", "port", "database", "tls",
+                       "nginx"}
     assert webstack.KNOWN_KEYS == role_keys | nginx_or_layout
+
+
+def test_tls_reaches_the_site_of_the_app():
+    [site] = webstack.webstack_nginx_sites([app(tls=True)])
+    assert site["tls"] == {}
+    [site] = webstack.webstack_nginx_sites([app(tls={"certificate": "/etc/ssl/a.pem", "key": "/etc/ssl/a.key"})])
+    assert site["tls"]["key"] == "/etc/ssl/a.key"
+    [site] = webstack.webstack_nginx_sites([app(tls=False)])
+    assert "tls" not in site
+
+
+@pytest.mark.parametrize("tls", ["yes", {"cert": "/x"}, ["certificate"]])
+def test_bad_tls_is_refused(tls):
+    with pytest.raises(AnsibleFilterError, match=r"webstack_apps\[0\]\.tls"):
+        webstack.webstack_apps([app(tls=tls)])
+
+
+def test_apps_of_one_server_agree_on_tls():
+    apps = [app(tls=True), app(name="blog", domains=["hello"], prefix="/blog", tls={"port": 8443})]
+    with pytest.raises(AnsibleFilterError, match="tls settings must agree"):
+        webstack.webstack_nginx_sites(apps)
+    sites = webstack.webstack_nginx_sites([app(tls=True), app(name="blog", domains=["hello"], prefix="/blog")])
+    assert sites[0]["tls"] == {}
+
+
+@pytest.mark.parametrize("output, expected", [
+    ("nginx version: nginx/1.22.1\nbuilt with OpenSSL 3.0.9 30 May 2023 (running with OpenSSL 3.0.17 1 Jul 2025)\n",
+     {"version": "1.22.1", "openssl": "3.0.17", "http2_directive": False, "pq_groups": False}),
+    ("nginx version: nginx/1.26.3\nbuilt with OpenSSL 3.5.1 1 Jul 2025\n",
+     {"version": "1.26.3", "openssl": "3.5.1", "http2_directive": True, "pq_groups": True}),
+    ("nginx version: nginx/1.25.1\nbuilt with OpenSSL 3.4.0\n",
+     {"version": "1.25.1", "openssl": "3.4.0", "http2_directive": True, "pq_groups": False}),
+    ("", {"version": "0", "openssl": "0", "http2_directive": False, "pq_groups": False}),
+])
+def test_nginx_features_come_from_nginx_v(output, expected):
+    assert webstack.nginx_features(output) == expected
+
+
+def test_subject_alt_names_of_server_names():
+    names = ["Example.com", "*.example.com", ".example.org", "_", "~^www\\d+$", "127.0.0.1", "::1", "example.com"]
+    assert webstack.nginx_subject_alt_names(names, "web1") == [
+        "DNS:example.com", "DNS:*.example.com", "DNS:example.org", "IP:127.0.0.1", "IP:::1"]
+    assert webstack.nginx_subject_alt_names(["_"], "web1") == ["DNS:web1"]
+
+
+def test_site_settings_of_an_app_reach_its_server():
+    [site] = webstack.webstack_nginx_sites([app(nginx={"limit_req_rate": 0, "client_max_body_size": "50m"})])
+    assert site["limit_req_rate"] == 0 and site["client_max_body_size"] == "50m"
+    with pytest.raises(AnsibleFilterError, match=r"webstack_apps\[0\]\.nginx"):
+        webstack.webstack_apps([app(nginx={"server_tokens": True})])
+    apps = [app(nginx={"limit_conn": 5}), app(name="blog", domains=["hello"], prefix="/blog", nginx={"limit_conn": 9})]
+    with pytest.raises(AnsibleFilterError, match="nginx settings must agree"):
+        webstack.webstack_nginx_sites(apps)
+
+
+def test_tasks_app_hands_over_exactly_the_filters_variables():
+    """playbooks/tasks/app.yml passes every variable the filter decides, each under its own name."""
+    import yaml
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "playbooks" / "tasks" / "app.yml"
+    [task] = [t for t in yaml.safe_load(path.read_text()) if "ansible.builtin.include_role" in t]
+    handed = {k: v for k, v in task["vars"].items() if k != "_webstack_role_vars"}
+    [completed] = webstack.webstack_apps([app()])
+    decided = webstack.webstack_python_app_vars(completed, {}, install_packages=True, rollback_to="")
+    assert set(handed) == set(decided)
+    assert all(value == f"{{{{ _webstack_role_vars.{name} }}}}" for name, value in handed.items()), handed

@@ -53,6 +53,29 @@ CASES = {
     "nginx_good_expires": (
         "nginx", {"nginx_sites": [site(static=[{"location": "/s/", "path": "/srv/x/", "expires": "modified +24h"}])]},
         None),
+    "nginx_tls_self_signed": ("nginx", {"nginx_sites": [site(tls={})]}, None),
+    "nginx_tls_files": ("nginx", {"nginx_sites": [site(tls={"certificate": "/etc/ssl/a.pem", "key": "/etc/ssl/a.key"})]},
+                        None),
+    "nginx_tls_content": ("nginx", {"nginx_sites": [site(tls={"certificate_content": "-----BEGIN CERTIFICATE-----\nx",
+                                                              "key_content": "\n-----BEGIN PRIVATE KEY-----\nx"})]},
+                          None),
+    "nginx_tls_certificate_without_key": (
+        "nginx", {"nginx_sites": [site(tls={"certificate": "/etc/ssl/a.pem"})]}, "nginx_sites[hello].tls"),
+    "nginx_tls_path_and_content": (
+        "nginx", {"nginx_sites": [site(tls={"certificate": "/a", "key": "/b", "certificate_content": "-----BEGIN x",
+                                            "key_content": "-----BEGIN y"})]}, "nginx_sites[hello].tls"),
+    "nginx_tls_content_not_pem": (
+        "nginx", {"nginx_sites": [site(tls={"certificate_content": "/etc/ssl/a.pem", "key_content": "-----BEGIN y"})]},
+        "nginx_sites[hello].tls"),
+    "nginx_tls_unknown_key": ("nginx", {"nginx_sites": [site(tls={"acme": True})]}, "nginx_sites[hello].tls"),
+    "nginx_tls_port_of_plain_http": ("nginx", {"nginx_sites": [site(tls={"port": 80})]}, "nginx_sites[hello].tls"),
+    "nginx_negative_limit": ("nginx", {"nginx_sites": [site(limit_conn=-1)]}, "nginx_sites[].limit_req_rate"),
+    "nginx_limit_not_a_number": ("nginx", {"nginx_limit_req_rate": "50r/s", "nginx_sites": [SITE]},
+                                 "nginx_sites[].limit_req_rate"),
+    "nginx_timeout_not_a_number": ("nginx", {"nginx_sites": [site(send_timeout="10s")]},
+                                   "nginx_sites[].client_header_timeout"),
+    "nginx_bad_exempt": ("nginx", {"nginx_limit_exempt": ["127.0.0.1; allow all"], "nginx_sites": [SITE]},
+                         "nginx_limit_exempt"),
     "nginx_bad_body_size": (
         "nginx", {"nginx_sites": [site(client_max_body_size="1m; return 200")]}, "nginx_sites[].client_max_body_size"),
     "nginx_header_value_with_quote": (

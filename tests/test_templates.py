@@ -5,8 +5,10 @@ files, then the case's variables (later vars_files win), and renders the role's 
 """
 
 import json
+import pathlib
 import re
 import runpy
+import sys
 
 import pytest
 import yaml
@@ -27,7 +29,7 @@ HELLO_SITE = {
 }
 TCP_SITE = {
     "name": "api", "server_names": ["api.test"], "listen": 8080, "read_timeout": 5,
-    "client_max_body_size": "1m",
+    "client_max_body_size": "1m", "limit_req_rate": 0, "limit_conn": 5, "client_body_timeout": 30,
     "upstream": {"protocol": "http", "servers": ["10.0.0.5:8000", "10.0.0.6:8000"], "keepalive": 16},
 }
 
@@ -61,6 +63,13 @@ NO_ROOT_SITE = {"name": "only", "server_names": ["only.test"], "prefix": "/app/"
                 "upstream": {"protocol": "scgi", "servers": ["unix:/run/only.sock"]}}
 FCGI_SITE = site("fc", "fastcgi", ["10.0.0.7:9000"], keepalive=4)
 # Three uWSGI app hosts, one drained for a rolling deploy.
+TLS_SITE = {**HELLO_SITE, "tls": {}}
+TLS_GIVEN_SITE = {
+    "name": "shop", "server_names": ["shop.test"], "listen": 8080,
+    "tls": {"certificate": "/etc/ssl/shop/fullchain.pem", "key": "/etc/ssl/private/shop.pem", "port": 8443},
+    "upstream": {"protocol": "uwsgi", "servers": ["unix:/run/shop.sock"]},
+    "static": [{"location": "/assets/", "path": "/srv/shop/current/src/assets/"}],
+}
 DRAINED_SITE = {**site("uwd", "uwsgi", ["10.0.0.5:8001", "10.0.0.6:8001", "10.0.0.7:8001"]),
                 "upstream": {"protocol": "uwsgi", "servers": ["10.0.0.5:8001", "10.0.0.6:8001", "10.0.0.7:8001"],
                              "down": ["10.0.0.6:8001"], "max_fails": 2, "fail_timeout": "5s", "next_upstream_tries": 3}}
@@ -69,6 +78,16 @@ GUNICORN_FILES = ["gunicorn.conf.py", "service.yml", "socket.yml"]
 UNIT_FILES = ["service", "socket"]
 
 CASES = {
+    "nginx_tls_122": ("nginx", NGINX_FILES + ["tls.conf"], {
+        "nginx_ipv6": True, "nginx_sites": [TLS_SITE], "site": TLS_SITE,
+        "_nginx_features": {"version": "1.22.1", "openssl": "3.0.17", "http2_directive": False, "pq_groups": False},
+    }),
+    "nginx_tls_126": ("nginx", NGINX_FILES + ["tls.conf"], {
+        "nginx_ipv6": False, "nginx_sites": [TLS_GIVEN_SITE], "site": TLS_GIVEN_SITE,
+        "nginx_tls_hsts_max_age": 0, "_nginx_tls_ocsp": {"shop": "http://ocsp.example.net"},
+        "nginx_resolvers": ["10.0.0.2"],
+        "_nginx_features": {"version": "1.26.3", "openssl": "3.5.1", "http2_directive": True, "pq_groups": True},
+    }),
     "nginx_default": ("nginx", NGINX_FILES, {"nginx_ipv6": False, "nginx_sites": [HELLO_SITE], "site": HELLO_SITE}),
     "nginx_tcp_keepalive": ("nginx", NGINX_FILES, {
         "nginx_ipv6": True, "nginx_gzip": False, "nginx_server_tokens": True,
@@ -130,6 +149,7 @@ CASES = {
 
 TEMPLATE_SOURCES = {
     ("nginx", "site.conf"): "site.conf.j2",
+    ("nginx", "tls.conf"): "tls.conf.j2",
     ("uwsgi", "service.yml"): "service.yml.j2",
     ("uwsgi", "socket.yml"): "socket.yml.j2",
     ("flup", "service.yml"): "service.yml.j2",
@@ -432,7 +452,7 @@ def test_apps_under_prefixes_share_one_server(rendered):
     assert "proxy_set_header SCRIPT_NAME /api;" in api and 'proxy_set_header X-Forwarded-Prefix "/api";' in api
     assert "proxy_http_version 1.1;" in api and "keepalive 8;" in site
     assert "alias /srv/blog-uw/current/src/static/;" in location(site, "/blog/static/")
-    assert "return 404;" not in site
+    assert "No app at the root" not in read(rendered, "nginx_prefixed", "site.conf"), "no catch-all 404 at the root"
 
 
 @pytest.mark.parametrize(("prefix", "uri", "path_info"), [
@@ -607,3 +627,140 @@ def test_the_firewall_accepts_each_port_from_its_sources_then_drops(rendered):
     unit = read(rendered, "firewall_tiers", "webstack-firewall.service")
     assert "ExecReload=/usr/sbin/nft -f /etc/webstack/firewall.nft" in unit
     assert "ExecStop=/usr/sbin/nft delete table inet webstack" in unit
+
+
+# Where each rendered nginx file lives on the host, for an `nginx -T`-style dump.
+NGINX_PATHS = {
+    "nginx.conf": "/etc/nginx/nginx.conf",
+    "security-headers.conf": "/etc/nginx/snippets/webstack-security-headers.conf",
+    "proxy-params.conf": "/etc/nginx/snippets/webstack-proxy-params.conf",
+    "uwsgi-params.conf": "/etc/nginx/snippets/webstack-uwsgi-params.conf",
+    "fastcgi-params.conf": "/etc/nginx/snippets/webstack-fastcgi-params.conf",
+    "scgi-params.conf": "/etc/nginx/snippets/webstack-scgi-params.conf",
+    "default-deny.conf": "/etc/nginx/sites-enabled/000-default-deny.conf",
+    "site.conf": "/etc/nginx/sites-enabled/site.conf",
+}
+
+
+def nginx_dump(rendered, case):
+    """The case's files as `nginx -T` prints them: what gixy reads with every include resolved."""
+    site_name = CASES[case][2]["site"]["name"]
+    paths = {**NGINX_PATHS, "tls.conf": f"/etc/nginx/snippets/webstack-tls-{site_name}.conf"}
+    return "".join(f"# configuration file {path}:\n{read(rendered, case, name)}\n"
+                   for name, path in paths.items() if (rendered / case / name).exists())
+
+
+# The findings a case asks for by turning a hardening default off.
+GIXY_EXPECTED = {
+    "nginx_tcp_keepalive": ["version_disclosure"],  # nginx_server_tokens: true
+    "nginx_tls_126": ["hsts_header"],  # nginx_tls_hsts_max_age: 0
+}
+
+
+@pytest.mark.parametrize("case", [c for c, v in CASES.items() if v[0] == "nginx"])
+def test_gixy_finds_nothing(rendered, case, tmp_path):
+    """gixy-ng, the nginx security linter, on every rendered configuration: nothing but what the
+    case asked for."""
+    dump = tmp_path / "nginx-T.conf"
+    dump.write_text(nginx_dump(rendered, case))
+    report = run([str(pathlib.Path(sys.executable).parent / "gixy"), "--format", "json", str(dump)], check=False)
+    findings = json.loads(report.stdout or "[]")
+    unexpected = [f for f in findings if f["plugin"] not in GIXY_EXPECTED.get(case, [])]
+    assert unexpected == [], json.dumps(unexpected, indent=1)
+    assert sorted({f["plugin"] for f in findings}) == sorted(GIXY_EXPECTED.get(case, [])), "the linter sees them"
+
+
+def server_blocks(text):
+    """The server { } blocks of a site file, as lists of their statements (nested blocks inline)."""
+    blocks, depth, current = [], 0, None
+    for line in nginx_statements(text).splitlines():
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if depth == 0 and stripped == "server {":
+            current = []
+        elif current is not None:
+            if depth == 1 and stripped == "}":
+                blocks.append(current)
+                current = None
+            else:
+                current.append(stripped)
+        depth += stripped.count("{") - stripped.count("}")
+    return blocks
+
+
+def test_tls_site_on_nginx_1_22(rendered):
+    redirect, https = server_blocks(read(rendered, "nginx_tls_122", "site.conf"))
+    assert "listen 80;" in redirect and "listen [::]:80;" in redirect
+    assert "return 301 https://$host$request_uri;" in redirect
+    assert not any(line.startswith(("proxy_pass", "alias")) for line in redirect), "plain HTTP serves nothing"
+    assert "listen 443 ssl http2;" in https and "listen [::]:443 ssl http2;" in https, "the pre-1.25.1 form"
+    assert "http2 on;" not in https
+    assert "include /etc/nginx/snippets/webstack-tls-hello.conf;" in https
+    hsts = 'add_header Strict-Transport-Security "max-age=63072000" always;'
+    assert https.count(hsts) == 2, "in the server and again in the static location, which adds headers"
+    tls = nginx_statements(read(rendered, "nginx_tls_122", "tls.conf"))
+    assert "ssl_certificate /etc/nginx/tls/hello/fullchain.pem;" in tls
+    assert "ssl_certificate_key /etc/nginx/tls/hello/privkey.pem;" in tls
+    assert "ssl_stapling" not in tls and "resolver" not in tls, "a self-signed certificate has no responder"
+    tls = nginx_statements(read(rendered, "nginx_tls_122", "nginx.conf"))
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in tls
+    assert "ssl_ecdh_curve X25519:prime256v1:secp384r1;" in tls, "OpenSSL 3.0 knows no ML-KEM group"
+    assert "ssl_session_tickets off;" in tls and "ssl_prefer_server_ciphers off;" in tls
+    ciphers = re.search(r"ssl_ciphers (\S+);", tls).group(1).split(":")
+    assert ciphers and all(c.startswith("ECDHE-") and ("GCM" in c or "CHACHA20" in c) for c in ciphers), ciphers
+    assert "dhparam" not in tls
+    deny = read(rendered, "nginx_tls_122", "default-deny.conf")
+    assert "listen 443 ssl default_server;" in deny and "ssl_reject_handshake on;" in deny
+
+
+def test_tls_site_on_nginx_1_26(rendered):
+    redirect, https = server_blocks(read(rendered, "nginx_tls_126", "site.conf"))
+    assert "listen 8080;" in redirect and "return 301 https://$host:8443$request_uri;" in redirect
+    assert "listen 8443 ssl;" in https and "http2 on;" in https
+    assert not any("Strict-Transport-Security" in line for line in redirect + https), "max-age 0 turns it off"
+    tls = nginx_statements(read(rendered, "nginx_tls_126", "tls.conf"))
+    assert "ssl_certificate /etc/ssl/shop/fullchain.pem;" in tls
+    assert "ssl_certificate_key /etc/ssl/private/shop.pem;" in tls
+    assert "ssl_stapling on;" in tls and "ssl_stapling_verify on;" in tls
+    assert "resolver 10.0.0.2 valid=300s;" in tls
+    conf = nginx_statements(read(rendered, "nginx_tls_126", "nginx.conf"))
+    assert "ssl_ecdh_curve ?X25519MLKEM768:X25519:prime256v1:secp384r1;" in conf
+    deny = read(rendered, "nginx_tls_126", "default-deny.conf")
+    assert "listen 8443 ssl default_server;" in deny and "listen 8080 default_server;" in deny
+
+
+def test_plain_sites_have_no_tls(rendered):
+    site = read(rendered, "nginx_default", "site.conf")
+    assert "ssl" not in site and "Strict-Transport-Security" not in site and "return 301" not in site
+    assert "ssl" not in read(rendered, "nginx_default", "default-deny.conf")
+    assert "ssl_" not in read(rendered, "nginx_default", "nginx.conf")
+
+
+def test_limits_and_slow_client_timeouts(rendered):
+    conf = nginx_statements(read(rendered, "nginx_default", "nginx.conf"))
+    for line in ("client_header_timeout 10s;", "client_body_timeout 10s;", "send_timeout 10s;",
+                 "client_header_buffer_size 1k;", "large_client_header_buffers 4 8k;",
+                 "limit_req_status 429;", "limit_conn_status 429;", "127.0.0.0/8 1;", "::1 1;",
+                 "default $binary_remote_addr;"):
+        assert line in conf, line
+    site = read(rendered, "nginx_default", "site.conf")
+    assert "limit_req_zone $webstack_limit_key zone=hello_req:10m rate=50r/s;" in site
+    assert "limit_conn_zone $webstack_limit_key zone=hello_conn:10m;" in site
+    [server] = server_blocks(site)
+    assert "limit_req zone=hello_req burst=100 nodelay;" in server and "limit_conn hello_conn 64;" in server
+    # Per site: the request limit off, fewer connections, a longer body timeout.
+    tcp = read(rendered, "nginx_tcp_keepalive", "site.conf")
+    [server] = server_blocks(tcp)
+    assert "limit_req" not in tcp and "limit_conn api_conn 5;" in server
+    assert "client_body_timeout 30s;" in server
+
+
+@pytest.mark.parametrize("case", ["nginx_default", "nginx_tls_122", "nginx_prefixed"])
+def test_hidden_files_are_never_served(rendered, case):
+    """A regex location outranks every prefix location, static ones included: one rule covers all."""
+    servers = server_blocks(read(rendered, case, "site.conf"))
+    serving = servers[-1]
+    start = serving.index("location ~ /\\.(?!well-known/acme-challenge/) {")
+    assert serving[start + 1] == "return 404;"
+    assert not any(line.startswith("location ~") for line in serving[start + 1:]), "the only regex location"

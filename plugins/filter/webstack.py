@@ -38,7 +38,14 @@ KNOWN_KEYS = {
     "name", "source", "wsgi_app", "server", "domains", "domains_regex", "static", "env", "secret_env",
     "gunicorn", "uwsgi", "flup", "root", "state", "requirements_file", "pip_packages",
     "listen", "keepalive", "prefix", "healthcheck", "pre_activate", "keep_releases", "port", "database",
+    "tls", "nginx",
 }
+# Settings of the app's nginx server that an app may set (the nginx role checks the values).
+NGINX_SITE_KEYS = {
+    "client_max_body_size", "read_timeout", "limit_req_rate", "limit_req_burst", "limit_conn",
+    "client_header_timeout", "client_body_timeout", "send_timeout",
+}
+TLS_KEYS = {"certificate", "key", "certificate_content", "key_content", "port"}
 DATABASE_KEYS = {"name", "user", "password", "extensions"}
 DB_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 DB_PORT = 5432
@@ -257,6 +264,17 @@ def _app(index, app, layout=None, host=None):
     if not isinstance(keep_releases, int) or isinstance(keep_releases, bool) or keep_releases < 1:
         _fail(index, "keep_releases", f"must be a whole number of releases, 1 or more (got {keep_releases!r})")
     database = _database(index, app.get("database"), name, layout, host)
+    tls = app.get("tls")
+    if tls is True:
+        tls = {}
+    if tls is False:
+        tls = None
+    site_settings = app.get("nginx", {})
+    if not isinstance(site_settings, dict) or set(site_settings) - NGINX_SITE_KEYS:
+        _fail(index, "nginx", f"must be a dict of {', '.join(sorted(NGINX_SITE_KEYS))} (got {site_settings!r})")
+    if tls is not None and (not isinstance(tls, dict) or set(tls) - TLS_KEYS):
+        _fail(index, "tls", f"must be true (a self-signed certificate), false, or a dict of "
+              f"{', '.join(sorted(TLS_KEYS))} (got {tls!r})")
     root = app.get("root", f"/srv/{name}")
     if not isinstance(root, str) or not root.startswith("/") or not PATH_PART_RE.match(root) or ".." in root.split("/"):
         _fail(index, "root", f"must be an absolute path of letters, digits and . _ @ + - / (got {root!r})")
@@ -285,6 +303,8 @@ def _app(index, app, layout=None, host=None):
         pre_activate=pre_activate,
         keep_releases=keep_releases,
         database=database,
+        tls=tls,
+        nginx=site_settings,
     )
     return normalized
 
@@ -536,11 +556,60 @@ def webstack_nginx_sites(apps, layout=None, down=None):
         site = {"name": owner["name"], "state": "present", "server_names": owner["domains"],
                 "server_names_regex": owner["domains_regex"]}
         site.update({key: value for key, value in _mount(owner, down_servers).items() if key != "name"})
+        # One server for all of them: its HTTPS and nginx settings are theirs alike.
+        tls = [app["tls"] for app in members if app["tls"] is not None]
+        settings = [app["nginx"] for app in members if app["nginx"]]
+        for key, given in (("tls", tls), ("nginx", settings)):
+            if any(value != given[0] for value in given):
+                raise AnsibleFilterError(
+                    f"webstack_apps: {', '.join(app['name'] for app in members)} share their domains (one "
+                    f"nginx server), so their {key} settings must agree")
+        if tls:
+            site["tls"] = tls[0]
+        if settings:
+            site.update(settings[0])
         site["mounts"] = [_mount(app, down_servers) for app in others]
         sites.append(site)
     owners = {site["name"] for site in sites}
     sites += [{"name": app["name"], "state": "absent"} for app in apps if app["name"] not in owners]
     return sites
+
+
+def nginx_features(nginx_v):
+    """What an nginx can do, from the output of ``nginx -V`` (empty when nginx is not there yet):
+    its version and OpenSSL's, ``http2 on;`` (1.25.1 on) and the post-quantum key exchange group
+    X25519MLKEM768 (OpenSSL 3.5 on). Unknown versions get the forms every nginx takes."""
+    def version(pattern):
+        match = re.search(pattern, nginx_v or "")
+        return match.group(1) if match else "0"
+
+    def at_least(found, wanted):
+        return tuple(int(p) for p in found.split(".") if p.isdigit()) >= wanted
+
+    nginx = version(r"nginx/([0-9.]+)")
+    openssl = version(r"running with OpenSSL ([0-9.]+)")
+    if openssl == "0":
+        openssl = version(r"built with OpenSSL ([0-9.]+)")
+    return {"version": nginx, "openssl": openssl, "http2_directive": at_least(nginx, (1, 25, 1)),
+            "pq_groups": at_least(openssl, (3, 5))}
+
+
+def nginx_subject_alt_names(server_names, fallback):
+    """subjectAltName entries (DNS:... or IP:...) for a certificate of these nginx server names:
+    wildcards as *.name, catch-alls and regexes left out; ``fallback`` (a host name) when none is
+    left."""
+    import ipaddress
+
+    sans = []
+    for name in server_names or []:
+        name = name[1:] if name.startswith(".") else name
+        if not name or name == "_" or name.startswith("~"):
+            continue
+        try:
+            sans.append(f"IP:{ipaddress.ip_address(name)}")
+        except ValueError:
+            sans.append(f"DNS:{name.lower()}")
+    return list(dict.fromkeys(sans)) or [f"DNS:{fallback}"]
 
 
 class FilterModule:
@@ -551,6 +620,8 @@ class FilterModule:
             "webstack_bad_server_names": bad_server_names,
             "webstack_select_apps": webstack_select_apps,
             "webstack_python_app_vars": webstack_python_app_vars,
+            "nginx_features": nginx_features,
+            "nginx_subject_alt_names": nginx_subject_alt_names,
             "webstack_layout": webstack_layout,
             "webstack_databases": webstack_databases,
             "webstack_database_url": webstack_database_url,

@@ -4,6 +4,7 @@ import datetime
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import time
@@ -255,7 +256,8 @@ def sample_copy(tmp_path, name, healthz_500=False):
 def deploy(tmp_path, source):
     extra = tmp_path / f"{source.name}.json"
     extra.write_text(json.dumps({"webstack_apps": scenario_apps(source)}))
-    env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_FORCE_COLOR": "0"}
     return subprocess.run(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
                            str(PROJECT / "playbooks" / "deploy.yml"), "-e", f"@{extra}",
                            "-e", f"webstack_project_dir={PROJECT}"],
@@ -292,6 +294,7 @@ def drained(web):
 def ran_task(stdout, title):
     """The hosts, in order, that ran (ok or changed) every task whose title starts with title."""
     hosts = []
+    stdout = re.sub(r"\x1b\[[0-9;]*m", "", stdout)  # colours, when the caller's env forces them
     for block in stdout.split("\nTASK [")[1:]:
         header, _, body = block.partition("\n")
         if header.split(" : ", 1)[-1].startswith(title):

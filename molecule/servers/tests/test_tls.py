@@ -1,0 +1,118 @@
+"""HTTPS from the nginx role: a self-signed certificate, Mozilla intermediate TLS, HTTP/2, HSTS."""
+
+import datetime
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from webstack_verify import http
+
+NAME = "tls.test"
+HSTS = "max-age=63072000"
+
+# One HTTPS request to nginx on 127.0.0.1 for the name argv[1] (SNI, Host, and the name checked
+# against the certificate), trusting only the certificate argv[2].
+FETCH_TLS = r"""
+import http.client, json, socket, ssl, sys
+context = ssl.create_default_context(cafile=sys.argv[2])
+# The trust anchor is the self-signed server certificate itself, which has no CA extensions:
+# Python 3.13's strict X.509 checks (on by default) would refuse it as an anchor.
+context.verify_flags &= ~getattr(ssl, "VERIFY_X509_STRICT", 0)
+class Loopback(http.client.HTTPSConnection):
+    def connect(self):
+        sock = socket.create_connection(("127.0.0.1", 443), timeout=10)
+        self.sock = context.wrap_socket(sock, server_hostname=self.host)
+conn = Loopback(sys.argv[1], 443, timeout=10)
+conn.request("GET", sys.argv[3])
+response = conn.getresponse()
+print(json.dumps({"status": response.status, "headers": {k.lower(): v for k, v in response.getheaders()},
+                  "body": response.read().decode()}))
+"""
+
+
+def https(host, path):
+    cmd = host.run("python3 -c %s %s %s %s", FETCH_TLS, NAME, "/etc/nginx/tls/hello-tls/fullchain.pem", path)
+    assert cmd.rc == 0, cmd.stderr
+    return json.loads(cmd.stdout)
+
+
+def s_client(host, *args, name=NAME):
+    """openssl s_client against nginx: its exit code and its report (stdout and stderr), printable
+    characters only (after an h2 handshake it also prints the server's binary HTTP/2 frames)."""
+    cmd = host.run("(echo | timeout 10 openssl s_client -connect 127.0.0.1:443 -servername %s "
+                   + " ".join(["%s"] * len(args)) + " 2>&1; echo rc=$?) | LC_ALL=C tr -cd '\\11\\12\\40-\\176'",
+                   name, *args)
+    report, _, rc = cmd.stdout.rstrip().rpartition("rc=")
+    return int(rc), report
+
+
+def test_plain_http_only_redirects(host):
+    response = http(host, "/hello/x?y=1", host_header=NAME)
+    assert response["status"] == 301
+    assert response["headers"]["location"] == f"https://{NAME}/hello/x?y=1"
+    assert "Hello" not in response["body"]
+
+
+def test_the_page_answers_over_https_with_hsts(host):
+    page = https(host, "/")
+    assert page["status"] == 200 and "Hello over TLS" in page["body"]
+    assert page["headers"]["strict-transport-security"] == HSTS
+    assert page["headers"]["x-content-type-options"] == "nosniff"
+    static = https(host, "/static/style.css")
+    assert static["status"] == 200
+    assert static["headers"]["strict-transport-security"] == HSTS, "a location with headers of its own"
+
+
+def test_the_certificate_is_the_sites_own_and_short_lived(host):
+    out = host.check_output("openssl x509 -in /etc/nginx/tls/hello-tls/fullchain.pem -noout -ext subjectAltName "
+                            "-startdate -enddate")
+    assert f"DNS:{NAME}" in out
+    start = datetime.datetime.strptime(out.split("notBefore=")[1].splitlines()[0], "%b %d %H:%M:%S %Y %Z")
+    end = datetime.datetime.strptime(out.split("notAfter=")[1].splitlines()[0], "%b %d %H:%M:%S %Y %Z")
+    assert (end - start).days <= 366
+    key = host.file("/etc/nginx/tls/hello-tls/privkey.pem")
+    assert (key.user, key.group, key.mode) == ("root", "root", 0o600)
+
+
+@pytest.mark.parametrize("version", ["TLSv1.2", "TLSv1.3"])
+def test_tls_1_2_and_1_3_are_accepted(host, version):
+    rc, out = s_client(host, "-" + version.lower().replace("v", "").replace(".", "_"))
+    assert rc == 0 and f"New, {version}, Cipher is" in out, out[-2000:]
+
+
+def test_tls_1_1_is_refused_by_the_server(host):
+    # The client offers TLS 1.1 only (its own floor lowered): the refusal must be nginx's alert.
+    rc, out = s_client(host, "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0")
+    assert rc != 0
+    assert "alert protocol version" in out or "unsupported protocol" in out, out[-2000:]
+
+
+def test_http2_is_offered(host):
+    rc, out = s_client(host, "-alpn", "h2,http/1.1")
+    assert "ALPN protocol: h2" in out, out[-2000:]
+
+
+def test_a_name_no_site_has_gets_no_certificate(host):
+    rc, out = s_client(host, name="unknown.test")
+    assert rc != 0 and "unrecognized name" in out, out[-2000:]
+
+
+def test_the_post_quantum_group_where_openssl_has_it(host):
+    conf = host.check_output("nginx -T 2>/dev/null | grep ssl_ecdh_curve")
+    if host.system_info.codename == "bookworm":
+        assert "MLKEM" not in conf, "OpenSSL 3.0 would refuse it"
+        return
+    assert "?X25519MLKEM768:" in conf
+    rc, out = s_client(host, "-groups", "X25519MLKEM768", "-tls1_3")
+    assert rc == 0 and "X25519MLKEM768" in out, out[-2000:]
+
+
+def test_gixy_finds_nothing_in_the_live_configuration(host, tmp_path):
+    dump = tmp_path / "nginx-T.conf"
+    dump.write_text(host.check_output("nginx -T 2>/dev/null"))
+    gixy = pathlib.Path(sys.executable).parent / "gixy"
+    report = subprocess.run([str(gixy), "--format", "json", str(dump)], capture_output=True, text=True)
+    findings = json.loads(report.stdout or "[]")
+    assert findings == [], json.dumps(findings, indent=1)
