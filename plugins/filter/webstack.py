@@ -5,6 +5,7 @@ nowhere else: the app tier reads ``listen`` from :func:`webstack_apps`, the web 
 same value back through :func:`webstack_nginx_sites`.
 """
 
+import ipaddress
 import re
 
 from ansible.errors import AnsibleFilterError
@@ -598,8 +599,6 @@ def nginx_subject_alt_names(server_names, fallback):
     """subjectAltName entries (DNS:... or IP:...) for a certificate of these nginx server names:
     wildcards as *.name, catch-alls and regexes left out; ``fallback`` (a host name) when none is
     left."""
-    import ipaddress
-
     sans = []
     for name in server_names or []:
         name = name[1:] if name.startswith(".") else name
