@@ -114,7 +114,7 @@ def test_filters_are_registered():
         "webstack_apps", "webstack_nginx_sites", "webstack_bad_server_names", "systemd_env_value",
         "webstack_select_apps", "webstack_source_problem", "webstack_layout", "webstack_databases",
         "webstack_database_url", "webstack_firewall_rules", "webstack_python_app_vars", "nginx_features",
-        "nginx_subject_alt_names",
+        "nginx_subject_alt_names", "nginx_access_problems",
     }
 
 
@@ -538,7 +538,7 @@ def test_every_app_key_reaches_a_role_variable_that_exists():
     # The one-place promise: every key of webstack_apps is used by the filter, nginx or the role.
     role_keys = set(webstack.PYTHON_APP_KEYS) | set(webstack.SERVER_ROLES) | {"healthcheck"}
     nginx_or_layout = {"domains", "domains_regex", "static", "keepalive", "prefix", "port", "database", "tls",
-                       "nginx"}
+                       "nginx", "access"}
     assert webstack.KNOWN_KEYS == role_keys | nginx_or_layout
 
 
@@ -606,3 +606,47 @@ def test_tasks_app_hands_over_exactly_the_filters_variables():
     decided = webstack.webstack_python_app_vars(completed, {}, install_packages=True, rollback_to="")
     assert set(handed) == set(decided)
     assert all(value == f"{{{{ _webstack_role_vars.{name} }}}}" for name, value in handed.items()), handed
+
+
+def test_access_checks_reach_nginx_below_the_apps_prefix():
+    lua = {"location": "/admin/", "lua": {"tokens": ["t"]}}
+    auth = {"location": "/api/private/", "auth_request": {"path": "/api/auth", "app": "hello"}}
+    apps = [app(access=[lua]), app(name="blog", domains=["hello"], prefix="/blog", access=[auth])]
+    site, blog = webstack.webstack_nginx_sites(apps)
+    assert blog == {"name": "blog", "state": "absent"}, "one server for both: the site is hello's"
+    assert site["access"] == [lua]
+    assert site["mounts"][0]["access"] == [{**auth, "location": "/blog/api/private/"}]
+    assert webstack.nginx_access_problems([site] + site["mounts"]) == []
+
+
+@pytest.mark.parametrize(("access", "message"), [
+    ("x", r"access: must be a list"),
+    ([{"location": "/a/"}], r"access\[0\]: needs exactly one of lua and auth_request"),
+    ([{"location": "/a/", "lua": {"tokens": ["t"]}, "auth_request": {"path": "/x"}}], "exactly one of"),
+    ([{"location": "/", "lua": {"tokens": ["t"]}}], r"access\[0\]\.location: must be a URL path below /"),
+    ([{"location": "/a b/", "lua": {"tokens": ["t"]}}], r"\.location"),
+    ([{"location": "/a/;deny all", "lua": {"tokens": ["t"]}}], r"\.location"),
+    ([{"location": "/a/", "lua": {"tokens": []}}], r"lua\.tokens: must be a non-empty list"),
+    ([{"location": "/a/", "lua": {"tokens": "t"}}], r"lua\.tokens"),
+    ([{"location": "/a/", "lua": {"tokens": [""]}}], r"lua\.tokens"),
+    ([{"location": "/a/", "lua": {"tokens": ["t"], "header": "X-A\"; os.exit()"}}], r"lua\.header: must be a header name"),
+    ([{"location": "/a/", "lua": {"tokens": ["t"], "secret": "x"}}], r"lua: must be a dict of header and tokens"),
+    ([{"location": "/a/", "auth_request": {"path": "auth"}}], r"auth_request\.path: must be a URL path"),
+    ([{"location": "/a/", "auth_request": {"path": "/auth", "app": "nope"}}], r"access\[0\]\.auth_request\.app: must be a present app"),
+    ([{"location": "/a/", "where": 1, "lua": {"tokens": ["t"]}}], r"access\[0\]: must be a dict of"),
+])
+def test_bad_access_is_refused_without_printing_tokens(access, message):
+    with pytest.raises(AnsibleFilterError, match=message) as raised:
+        webstack.webstack_apps([app(access=access)])
+    assert str(raised.value).startswith("webstack_apps[0].access")
+    assert "'t'" not in str(raised.value)
+
+
+def test_nginx_access_problems_name_the_mount_and_the_field():
+    mounts = [{"name": "hello", "prefix": "/", "access": [{"location": "/a/", "lua": {"tokens": ["secret"]}}]},
+              {"name": "blog", "prefix": "/blog/", "access": [{"location": "/other/", "auth_request": {"path": "/c", "app": "x"}}]}]
+    problems = webstack.nginx_access_problems(mounts)
+    assert problems == [
+        "blog.access[0].location: must be a URL path below /blog/ (got '/other/')",
+        "blog.access[0].auth_request.app: must be one of hello, blog (got 'x')",
+    ]

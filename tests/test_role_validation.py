@@ -101,6 +101,15 @@ CASES = {
     "nginx_negative_tries": (
         "nginx", {"nginx_sites": [site(upstream={"servers": ["10.0.0.5:8000"], "next_upstream_tries": -1})]},
         "nginx_sites[].upstream: fail_timeout is an nginx time"),
+    "nginx_access_good": (
+        "nginx", {"nginx_sites": [site(access=[{"location": "/admin/", "lua": {"tokens": ["tok"]}},
+                                               {"location": "/r/", "auth_request": {"path": "/auth"}}])]}, None),
+    "nginx_access_bad_location": (
+        "nginx", {"nginx_sites": [site(access=[{"location": "/a/ { return 200; }", "lua": {"tokens": ["tok"]}}])]},
+        "nginx_sites: hello.access[0].location: must be a URL path below /"),
+    "nginx_access_no_tokens": (
+        "nginx", {"nginx_sites": [site(access=[{"location": "/a/", "lua": {"header": "X-Key"}}])]},
+        "hello.access[0].lua.tokens: must be a non-empty list of non-empty strings"),
     "python_app_env_value_dict": (
         "python_app", {"python_app_name": "hello", "python_app_source": "/", "python_app_wsgi_app": "a:b",
                        "python_app_env": {"A": {"nested": 1}}},

@@ -4,6 +4,7 @@ One ansible-playbook run renders every case: a play per case loads the role's de
 files, then the case's variables (later vars_files win), and renders the role's templates.
 """
 
+import hashlib
 import json
 import pathlib
 import re
@@ -74,6 +75,19 @@ DRAINED_SITE = {**site("uwd", "uwsgi", ["10.0.0.5:8001", "10.0.0.6:8001", "10.0.
                 "upstream": {"protocol": "uwsgi", "servers": ["10.0.0.5:8001", "10.0.0.6:8001", "10.0.0.7:8001"],
                              "down": ["10.0.0.6:8001"], "max_fails": 2, "fail_timeout": "5s", "next_upstream_tries": 3}}
 SCGI_SITE = site("sc", "scgi", ["unix:/run/sc.sock"])
+# Guarded locations: a Lua token check on the root app, auth_request to the app itself, and to
+# an app under a prefix that speaks uwsgi.
+ACCESS_SITE = {
+    **HELLO_SITE,
+    "access": [
+        {"location": "/admin/", "lua": {"tokens": ["s3cret", "other-token", "s3cret"]}},
+        {"location": "/api/private/", "lua": {"header": "Authorization", "tokens": ["bearer-one"]}},
+        {"location": "/reports/", "auth_request": {"path": "/api/auth"}},
+        {"location": "/shared/", "auth_request": {"path": "/check", "app": "blog"}},
+    ],
+    "mounts": [{"name": "blog", "prefix": "/blog/", "upstream": {"protocol": "uwsgi", "servers": ["unix:/run/blog.sock"]},
+                "access": [{"location": "/blog/drafts/", "auth_request": {"path": "/check"}}]}],
+}
 GUNICORN_FILES = ["gunicorn.conf.py", "service.yml", "socket.yml"]
 UNIT_FILES = ["service", "socket"]
 
@@ -88,7 +102,11 @@ CASES = {
         "nginx_resolvers": ["10.0.0.2"],
         "_nginx_features": {"version": "1.26.3", "openssl": "3.5.1", "http2_directive": True, "pq_groups": True},
     }),
-    "nginx_default": ("nginx", NGINX_FILES, {"nginx_ipv6": False, "nginx_sites": [HELLO_SITE], "site": HELLO_SITE}),
+    "nginx_default": ("nginx", NGINX_FILES + ["hardening.conf"], {
+        "nginx_ipv6": False, "nginx_sites": [HELLO_SITE], "site": HELLO_SITE}),
+    "nginx_access": ("nginx", NGINX_FILES + ["hardening.conf"], {
+        "nginx_ipv6": False, "nginx_sites": [ACCESS_SITE], "site": ACCESS_SITE,
+        "nginx_hardening_overrides": {"ProtectHome": "read-only", "UMask": None}}),
     "nginx_tcp_keepalive": ("nginx", NGINX_FILES, {
         "nginx_ipv6": True, "nginx_gzip": False, "nginx_server_tokens": True,
         "nginx_worker_connections": 4096, "nginx_extra_http_directives": ["map_hash_bucket_size 128;"],
@@ -192,9 +210,24 @@ def read(rendered, case, name):
     return (rendered / case / name).read_text()
 
 
+def without_lua(text):
+    """The text with the code of every *_by_lua_block left out (Lua is not nginx syntax)."""
+    kept, depth = [], 0
+    for line in text.splitlines():
+        if depth:
+            depth += line.count("{") - line.count("}")
+            if depth == 0:
+                kept.append(line)
+            continue
+        kept.append(line)
+        if re.search(r"_by_lua_block \{$", line.strip()):
+            depth = 1
+    return "\n".join(kept)
+
+
 def nginx_statements(text):
     """Strip comments, check braces balance and every statement is terminated."""
-    body = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    body = "\n".join(line.split("#", 1)[0] for line in without_lua(text).splitlines())
     depth = 0
     for char in body:
         depth += {"{": 1, "}": -1}.get(char, 0)
@@ -764,3 +797,70 @@ def test_hidden_files_are_never_served(rendered, case):
     start = serving.index("location ~ /\\.(?!well-known/acme-challenge/) {")
     assert serving[start + 1] == "return 404;"
     assert not any(line.startswith("location ~") for line in serving[start + 1:]), "the only regex location"
+
+
+def locations(text):
+    """Each location of a site file: its match and its statements (a nested block's lines inline,
+    Lua code left out)."""
+    found = {}
+    for block in server_blocks(text):
+        current, depth = None, 0
+        for line in block:
+            match = re.match(r"location (.+) \{$", line)
+            if current is None and match:
+                current, depth = found.setdefault(match.group(1), []), 1
+                continue
+            if current is None:
+                continue
+            depth += line.count("{") - line.count("}")
+            if depth == 0:
+                current = None
+            else:
+                current.append(line)
+    return found
+
+
+def test_lua_checks_keep_digests_of_the_tokens_never_the_tokens(rendered):
+    text = read(rendered, "nginx_access", "site.conf")
+    assert "s3cret" not in text and "bearer-one" not in text
+    admin = text[text.index("location /admin/ {"):text.index("location /api/private/ {")]
+    digests = re.findall(r'\["([0-9a-f]{40})"\] = true', admin)
+    assert digests == sorted({hashlib.sha1(t.encode()).hexdigest() for t in ("s3cret", "other-token")})
+    assert "ngx.var.http_x_access_token" in admin and "ngx.HTTP_UNAUTHORIZED" in admin and "ngx.HTTP_FORBIDDEN" in admin
+    bearer = text[text.index("location /api/private/ {"):text.index("location /reports/ {")]
+    assert "ngx.var.http_authorization" in bearer and "[Bb]earer%s+" in bearer
+    # The guarded location hands requests on exactly as the app's own location does.
+    found = locations(text)
+    own = [line for line in found["/"]]
+    assert found["/admin/"][:2] == ["access_by_lua_block {", "}"]
+    assert found["/admin/"][2:] == own
+
+
+def test_auth_request_asks_the_app_in_an_internal_location(rendered):
+    found = locations(read(rendered, "nginx_access", "site.conf"))
+    assert found["/reports/"][0] == "auth_request /_webstack_access/hello/3;"
+    check = found["= /_webstack_access/hello/3"]
+    assert check[0] == "internal;"
+    assert "proxy_pass http://hello_app/api/auth;" in check
+    assert "proxy_pass_request_body off;" in check and 'proxy_set_header Content-Length "";' in check
+    assert "proxy_set_header X-Original-URI $request_uri;" in check
+    # Another app, under a prefix, over uwsgi: its path below its prefix, no request body.
+    assert found["/shared/"][0] == "auth_request /_webstack_access/hello/4;"
+    other = found["= /_webstack_access/hello/4"]
+    assert "uwsgi_pass blog_app;" in other and "uwsgi_param PATH_INFO /check;" in other
+    assert 'uwsgi_param SCRIPT_NAME "/blog";' in other and "uwsgi_pass_request_body off;" in other
+    assert found["/blog/drafts/"][0] == "auth_request /_webstack_access/blog/1;"
+    assert "uwsgi_pass blog_app;" in found["/blog/drafts/"]
+
+
+def test_nginx_sandbox_drop_in(rendered):
+    default = unit_lines(read(rendered, "nginx_default", "hardening.conf"))
+    assert default[0] == "[Service]"
+    for line in ("ProtectSystem=strict", "ReadWritePaths=/var/log/nginx /var/lib/nginx /run",
+                 "NoNewPrivileges=yes", "MemoryDenyWriteExecute=yes", "SystemCallFilter=@system-service",
+                 "CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_SETUID CAP_SETGID CAP_CHOWN CAP_DAC_OVERRIDE CAP_KILL"):
+        assert line in default, line
+    assert not any(line.startswith("PrivateUsers") for line in default), "fails to start in many containers"
+    access = unit_lines(read(rendered, "nginx_access", "hardening.conf"))
+    assert not any(line.startswith("MemoryDenyWriteExecute") for line in access), "LuaJIT writes code it runs"
+    assert "ProtectHome=read-only" in access and not any(line.startswith("UMask") for line in access)

@@ -5,7 +5,11 @@ with http.client.
 """
 
 import json
+import os
 import pathlib
+import re
+import subprocess
+import tempfile
 
 FETCH = r"""
 import http.client, json, sys
@@ -77,3 +81,28 @@ def time_wait(host, port):
     """TCP connections in TIME_WAIT on either side of a local port."""
     out = host.run("ss -Htan state time-wait '( sport = :%s or dport = :%s )'", str(port), str(port)).stdout
     return len([line for line in out.splitlines() if line.strip()])
+
+
+def exposure(host, unit):
+    """systemd-analyze security's overall exposure level of a unit (0 safest, 10 unsafe)."""
+    out = host.run("systemd-analyze security %s --no-pager", unit).stdout
+    match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", out)
+    assert match, out
+    return float(match.group(1)), out
+
+
+def run_playbook(playbook, extra_vars=None, limit=None):
+    """Run one of the project's playbooks against the scenario's hosts, as a user would, with
+    extra variables on top; returns the finished process (output in .stdout)."""
+    project = pathlib.Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+    extra = {"webstack_project_dir": str(project), **(extra_vars or {})}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(extra, handle)
+    env = {**os.environ, "ANSIBLE_CONFIG": str(project / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_FORCE_COLOR": "0"}
+    command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(project / playbook),
+               "-e", f"@{handle.name}"] + (["--limit", limit] if limit else [])
+    try:
+        return subprocess.run(command, capture_output=True, text=True, env=env, cwd=project)
+    finally:
+        os.unlink(handle.name)

@@ -39,7 +39,7 @@ KNOWN_KEYS = {
     "name", "source", "wsgi_app", "server", "domains", "domains_regex", "static", "env", "secret_env",
     "gunicorn", "uwsgi", "flup", "root", "state", "requirements_file", "pip_packages",
     "listen", "keepalive", "prefix", "healthcheck", "pre_activate", "keep_releases", "port", "database",
-    "tls", "nginx",
+    "tls", "nginx", "access",
 }
 # Settings of the app's nginx server that an app may set (the nginx role checks the values).
 NGINX_SITE_KEYS = {
@@ -47,6 +47,11 @@ NGINX_SITE_KEYS = {
     "client_header_timeout", "client_body_timeout", "send_timeout",
 }
 TLS_KEYS = {"certificate", "key", "certificate_content", "key_content", "port"}
+# An access check of a location: a Lua token check or an auth_request to an app.
+ACCESS_KEYS = {"location", "lua", "auth_request"}
+ACCESS_KINDS = {"lua": {"header", "tokens"}, "auth_request": {"path", "app"}}
+URL_LOCATION_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")
+HEADER_RE = re.compile(r"^[A-Za-z0-9-]+$")
 DATABASE_KEYS = {"name", "user", "password", "extensions"}
 DB_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 DB_PORT = 5432
@@ -276,6 +281,10 @@ def _app(index, app, layout=None, host=None):
     if tls is not None and (not isinstance(tls, dict) or set(tls) - TLS_KEYS):
         _fail(index, "tls", f"must be true (a self-signed certificate), false, or a dict of "
               f"{', '.join(sorted(TLS_KEYS))} (got {tls!r})")
+    access = app.get("access", [])
+    problems = _check_problems(access, f"webstack_apps[{index}].access", "/", None)
+    if problems:
+        raise AnsibleFilterError(problems[0])
     root = app.get("root", f"/srv/{name}")
     if not isinstance(root, str) or not root.startswith("/") or not PATH_PART_RE.match(root) or ".." in root.split("/"):
         _fail(index, "root", f"must be an absolute path of letters, digits and . _ @ + - / (got {root!r})")
@@ -306,6 +315,7 @@ def _app(index, app, layout=None, host=None):
         database=database,
         tls=tls,
         nginx=site_settings,
+        access=access,
     )
     return normalized
 
@@ -403,6 +413,13 @@ def webstack_apps(apps, layout=None, host=None):
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise AnsibleFilterError(f"webstack_apps: names must be unique, repeated: {', '.join(duplicates)}")
+    present = [app["name"] for app in normalized if app["state"] == "present"]
+    for index, app in enumerate(normalized):
+        for number, check in enumerate(app["access"]):
+            checker = check.get("auth_request", {}).get("app", app["name"])
+            if app["state"] == "present" and checker not in present:
+                _fail(index, f"access[{number}].auth_request.app",
+                      f"must be a present app of webstack_apps (got {checker!r}; there are: {', '.join(present)})")
     ports = [app["port"] for app in normalized if layout and layout["split"] and app["state"] == "present"]
     taken = sorted({p for p in ports if ports.count(p) > 1})
     if taken:
@@ -509,6 +526,8 @@ def _mount(app, down=()):
             }
             for item in app["static"] if app["static_by_nginx"]
         ],
+        # Locations below the app's prefix that nginx checks before the app sees them.
+        "access": [{**check, "location": base + check["location"]} for check in app["access"]],
     }
 
 
@@ -611,6 +630,55 @@ def nginx_subject_alt_names(server_names, fallback):
     return list(dict.fromkeys(sans)) or [f"DNS:{fallback}"]
 
 
+def _check_problems(checks, where, prefix, app_names):
+    """What is wrong with one app's access checks (a list of strings naming the field, never a
+    token): each guards a location below ``prefix`` with a Lua token check or an auth_request."""
+    if not isinstance(checks, list):
+        return [f"{where}: must be a list of {{location, lua}} or {{location, auth_request}}"]
+    problems = []
+    for number, check in enumerate(checks):
+        here = f"{where}[{number}]"
+        if not isinstance(check, dict) or set(check) - ACCESS_KEYS:
+            problems.append(f"{here}: must be a dict of {', '.join(sorted(ACCESS_KEYS))}")
+            continue
+        location = check.get("location")
+        if not isinstance(location, str) or not URL_LOCATION_RE.match(location) \
+                or not location.startswith(prefix) or location == prefix:
+            problems.append(f"{here}.location: must be a URL path below {prefix} (got {location!r})")
+        if ("lua" in check) == ("auth_request" in check):
+            problems.append(f"{here}: needs exactly one of lua and auth_request")
+        for kind in set(check) & set(ACCESS_KINDS):
+            if not isinstance(check[kind], dict) or set(check[kind]) - ACCESS_KINDS[kind]:
+                problems.append(f"{here}.{kind}: must be a dict of {' and '.join(sorted(ACCESS_KINDS[kind]))}")
+        lua = check.get("lua")
+        if isinstance(lua, dict):
+            header = lua.get("header", "X-Access-Token")
+            if not isinstance(header, str) or not HEADER_RE.match(header):
+                problems.append(f"{here}.lua.header: must be a header name: letters, digits and - (got {header!r})")
+            tokens = lua.get("tokens")
+            if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) and t for t in tokens):
+                problems.append(f"{here}.lua.tokens: must be a non-empty list of non-empty strings")
+        auth = check.get("auth_request")
+        if isinstance(auth, dict):
+            path = auth.get("path")
+            if not isinstance(path, str) or not URL_LOCATION_RE.match(path):
+                problems.append(f"{here}.auth_request.path: must be a URL path (got {path!r})")
+            if "app" in auth and app_names is not None and auth["app"] not in app_names:
+                problems.append(f"{here}.auth_request.app: must be one of {', '.join(app_names)} (got {auth['app']!r})")
+    return problems
+
+
+def nginx_access_problems(mounts):
+    """The problems of every access check of the nginx role's mounts (each site's own app and its
+    mounts), for an assert: an empty list when all are well."""
+    names = [mount.get("name") for mount in mounts]
+    problems = []
+    for mount in mounts:
+        problems += _check_problems(mount.get("access", []), f"{mount.get('name')}.access",
+                                    mount.get("prefix", "/"), names)
+    return problems
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -621,6 +689,7 @@ class FilterModule:
             "webstack_python_app_vars": webstack_python_app_vars,
             "nginx_features": nginx_features,
             "nginx_subject_alt_names": nginx_subject_alt_names,
+            "nginx_access_problems": nginx_access_problems,
             "webstack_layout": webstack_layout,
             "webstack_databases": webstack_databases,
             "webstack_database_url": webstack_database_url,

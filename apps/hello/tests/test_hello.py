@@ -118,3 +118,26 @@ def test_migrate_without_a_database_exits_2(monkeypatch, capsys):
     monkeypatch.delenv("DATABASE_URL", raising=False)
     assert migrate.main() == 2
     assert "DATABASE_URL is not set" in capsys.readouterr().err
+
+
+def test_private_answers_whoever_reaches_it(client):
+    # nginx guards it; the app itself admits anyone who gets this far.
+    assert client.get("/api/private/a/b").get_json()["private"] == "a/b"
+
+
+@pytest.mark.parametrize(("headers", "status"), [
+    ({}, 401),
+    ({"Authorization": "Basic abc"}, 401),
+    ({"Authorization": "Bearer wrong"}, 403),
+    ({"Authorization": "Bearer s3cret"}, 204),
+])
+def test_auth_check_admits_only_the_token(monkeypatch, headers, status):
+    monkeypatch.setenv("HELLO_AUTH_TOKEN", "s3cret")
+    client = create_app({"TESTING": True}).test_client()
+    assert client.get("/api/auth", headers=headers).status_code == status
+
+
+def test_auth_check_admits_nothing_without_a_token(monkeypatch):
+    monkeypatch.delenv("HELLO_AUTH_TOKEN", raising=False)
+    client = create_app({"TESTING": True}).test_client()
+    assert client.get("/api/auth", headers={"Authorization": "Bearer "}).status_code == 403

@@ -4,7 +4,7 @@ import json
 import re
 
 import pytest
-from webstack_verify import http, load_during
+from webstack_verify import exposure, http, load_during, run_playbook
 from webstack_verify import release_dir as shared_release_dir
 
 APP = "hello"
@@ -114,9 +114,8 @@ def test_workers_run_as_the_app_user(host):
 
 
 def test_service_is_hardened(host):
-    out = host.run("systemd-analyze security %s.service --no-pager", APP).stdout
-    level = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", out).group(1))
-    assert level < 2.5, out
+    level, out = exposure(host, f"{APP}.service")
+    assert level <= 2.0, out
     unit = host.file(f"/etc/systemd/system/{APP}.service").content_string
     assert "Type=notify" in unit and "KillMode=mixed" in unit
     timeout_stop = int(re.search(r"TimeoutStopSec=(\d+)", unit).group(1))
@@ -124,6 +123,32 @@ def test_service_is_hardened(host):
     assert timeout_stop > graceful
     log = host.run("journalctl -u %s.service --no-pager -o cat", APP).stdout
     assert "Permission denied" not in log, "control socket or other write outside the sandbox"
+
+
+def test_nginx_runs_in_its_sandbox(host):
+    level, out = exposure(host, "nginx.service")
+    assert level <= 5.0, out
+    dropin = host.file("/etc/systemd/system/nginx.service.d/webstack-hardening.conf")
+    assert dropin.exists and dropin.user == "root" and dropin.mode == 0o644
+    # No Lua check here: no writable-and-executable memory either.
+    show = host.run("systemctl show nginx.service -p MemoryDenyWriteExecute -p ProtectSystem").stdout
+    assert "MemoryDenyWriteExecute=yes" in show and "ProtectSystem=strict" in show
+    assert not host.package("libnginx-mod-http-lua").is_installed
+
+
+def test_a_sandbox_nginx_cannot_start_in_is_undone(host):
+    """Without the capability to bind port 80 nginx cannot start: the run fails saying so, the
+    previous drop-in is back and nginx serves again."""
+    dropin = "/etc/systemd/system/nginx.service.d/webstack-hardening.conf"
+    before = host.file(dropin).content_string
+    result = run_playbook("playbooks/web.yml", {"nginx_hardening_overrides": {
+        "CapabilityBoundingSet": "CAP_SETUID CAP_SETGID CAP_CHOWN"}}, limit=host.backend.hostname)
+    assert result.returncode != 0, result.stdout[-2000:]
+    assert "nginx did not start in its new sandbox" in result.stdout, result.stdout[-3000:]
+    assert host.file(dropin).content_string == before
+    assert host.run("ls -A %s", dropin.rsplit("/", 1)[0]).stdout.split() == ["webstack-hardening.conf"], "no backup left"
+    assert host.service("nginx").is_running
+    assert http(host, "/healthz")["status"] == 200
 
 
 def test_nginx_config_is_valid_and_owned(host):
