@@ -12,7 +12,7 @@ TOPOLOGY ?= one
 INVENTORY := $(if $(filter three-tier,$(TOPOLOGY)),sandboxes/three-tier,inventory)
 SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
-.PHONY: help setup engine images image-12 image-13 demo demo-down deploy rollback lint unit molecule test collection clean
+.PHONY: help setup engine images image-12 image-13 browser demo demo-down deploy rollback lint unit molecule test collection clean
 
 help:
 	@echo "make demo     sandbox containers + site.yml + the app's answer through nginx"
@@ -72,7 +72,11 @@ lint: setup
 unit: setup
 	pytest
 
-molecule: setup images
+# The browser the servers scenario loads the sample app's page in (its CSP check).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+molecule: setup images browser
 	set -e; mkdir -p .cache; for s in $(SCENARIOS); do start=$$(date +%s); molecule test -s $$s; \
 	  echo "molecule $$s: $$(( $$(date +%s) - start ))s" | tee -a .cache/molecule-times.txt; done
 

@@ -309,6 +309,10 @@ def test_default_deny_covers_every_site_port(rendered):
 def test_security_headers_are_always_sent(rendered):
     headers = read(rendered, "nginx_default", "security-headers.conf")
     assert 'add_header X-Content-Type-Options "nosniff" always;' in headers
+    csp = re.search(r'add_header Content-Security-Policy "([^"]+)" always;', headers).group(1)
+    directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+    assert directives["default-src"] == "'self'" and directives["object-src"] == "'none'"
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
     custom = read(rendered, "nginx_tcp_keepalive", "security-headers.conf")
     assert [line for line in custom.splitlines() if line.startswith("add_header")] == [
         'add_header X-Frame-Options "DENY" always;'

@@ -91,7 +91,7 @@ def exposure(host, unit):
     return float(match.group(1)), out
 
 
-def run_playbook(playbook, extra_vars=None, limit=None):
+def run_playbook(playbook, extra_vars=None, limit=None, options=()):
     """Run one of the project's playbooks against the scenario's hosts, as a user would, with
     extra variables on top; returns the finished process (output in .stdout)."""
     project = pathlib.Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
@@ -101,8 +101,15 @@ def run_playbook(playbook, extra_vars=None, limit=None):
     env = {**os.environ, "ANSIBLE_CONFIG": str(project / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_FORCE_COLOR": "0"}
     command = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(project / playbook),
-               "-e", f"@{handle.name}"] + (["--limit", limit] if limit else [])
+               "-e", f"@{handle.name}", *options] + (["--limit", limit] if limit else [])
     try:
         return subprocess.run(command, capture_output=True, text=True, env=env, cwd=project)
     finally:
         os.unlink(handle.name)
+
+
+def process_env(host, app):
+    """The environment the app's main process runs with."""
+    pid = host.run("systemctl show --property=MainPID --value %s.service", app).stdout.strip()
+    raw = host.run("cat /proc/%s/environ", pid).stdout
+    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)

@@ -39,7 +39,7 @@ KNOWN_KEYS = {
     "name", "source", "wsgi_app", "server", "domains", "domains_regex", "static", "env", "secret_env",
     "gunicorn", "uwsgi", "flup", "root", "state", "requirements_file", "pip_packages",
     "listen", "keepalive", "prefix", "healthcheck", "pre_activate", "keep_releases", "port", "database",
-    "tls", "nginx", "access",
+    "tls", "nginx", "access", "generated_secrets",
 }
 # Settings of the app's nginx server that an app may set (the nginx role checks the values).
 NGINX_SITE_KEYS = {
@@ -62,7 +62,7 @@ HEALTHCHECK_KEYS = {"path", "host", "status", "timeout"}
 # The one place where webstack_apps meets the role's variables: webstack_python_app_vars.
 PYTHON_APP_KEYS = (
     "name", "state", "source", "wsgi_app", "server", "root", "listen", "env", "secret_env",
-    "requirements_file", "pip_packages", "pre_activate", "keep_releases",
+    "generated_secrets", "requirements_file", "pip_packages", "pre_activate", "keep_releases",
 )
 SERVER_ROLES = ("gunicorn", "uwsgi", "flup")
 # A URL prefix an app is mounted under: "/" (the site root) or "/seg/.../".
@@ -281,6 +281,9 @@ def _app(index, app, layout=None, host=None):
     if tls is not None and (not isinstance(tls, dict) or set(tls) - TLS_KEYS):
         _fail(index, "tls", f"must be true (a self-signed certificate), false, or a dict of "
               f"{', '.join(sorted(TLS_KEYS))} (got {tls!r})")
+    generated = app.get("generated_secrets", ["SECRET_KEY"])
+    if not isinstance(generated, list) or not all(isinstance(n, str) and ENV_NAME_RE.match(n) for n in generated):
+        _fail(index, "generated_secrets", f"must be a list of environment variable names (got {generated!r})")
     access = app.get("access", [])
     problems = _check_problems(access, f"webstack_apps[{index}].access", "/", None)
     if problems:
@@ -316,6 +319,7 @@ def _app(index, app, layout=None, host=None):
         tls=tls,
         nginx=site_settings,
         access=access,
+        generated_secrets=generated,
     )
     return normalized
 

@@ -32,6 +32,8 @@ def create_app(config=None):
         WORKER_CLASS=os.environ.get("WEBSTACK_WORKER_CLASS", "unknown"),
         # Only the proxy in front of us may set X-Forwarded-*: one hop by default.
         PROXY_HOPS=int(os.environ.get("HELLO_PROXY_HOPS", "1")),
+        # Signs sessions; webstack generates one per app, the same on every app host.
+        SECRET_KEY=os.environ.get("SECRET_KEY"),
     )
     if config:
         app.config.update(config)

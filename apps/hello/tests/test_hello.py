@@ -141,3 +141,8 @@ def test_auth_check_admits_nothing_without_a_token(monkeypatch):
     monkeypatch.delenv("HELLO_AUTH_TOKEN", raising=False)
     client = create_app({"TESTING": True}).test_client()
     assert client.get("/api/auth", headers={"Authorization": "Bearer "}).status_code == 403
+
+
+def test_secret_key_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SECRET_KEY", "k" * 64)
+    assert create_app({"TESTING": True}).secret_key == "k" * 64

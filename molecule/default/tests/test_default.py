@@ -4,7 +4,7 @@ import json
 import re
 
 import pytest
-from webstack_verify import exposure, http, load_during, run_playbook
+from webstack_verify import exposure, http, load_during, process_env, run_playbook
 from webstack_verify import release_dir as shared_release_dir
 
 APP = "hello"
@@ -23,6 +23,7 @@ def test_index_through_nginx(host):
     assert response["headers"]["server"] == "nginx", "server_tokens must be off"
     assert response["headers"]["x-content-type-options"] == "nosniff"
     assert response["headers"]["x-frame-options"] == "SAMEORIGIN"
+    assert response["headers"]["content-security-policy"].startswith("default-src 'self';")
 
 
 def test_api_info_runs_in_the_release_venv(host):
@@ -104,6 +105,28 @@ def test_env_file_is_private(host):
     env = host.file(f"/srv/{APP}/shared/env")
     assert env.user == "root" and env.group == APP and env.mode == 0o640
     assert 'HELLO_GREETING="Hello from webstack"' in env.content_string
+
+
+def test_the_generated_secret_key_reaches_the_app_and_nothing_else(host):
+    secrets = host.file(f"/srv/{APP}/shared/secrets")
+    assert secrets.user == "root" and secrets.mode == 0o700
+    kept = host.file(f"/srv/{APP}/shared/secrets/SECRET_KEY")
+    assert kept.user == "root" and kept.mode == 0o600
+    key = kept.content_string
+    assert re.fullmatch(r"[A-Za-z0-9]{64}", key), "64 random letters and digits"
+    assert process_env(host, APP)["SECRET_KEY"] == key
+    assert host.run("grep -rlF -- %s /srv/%s/releases /etc /var/log", key, APP).stdout == "", "only in shared/"
+
+
+def test_a_verbose_diff_run_shows_no_secret_and_keeps_it(host):
+    """The app tier again, as verbose as a user would debug it: the generated key stays the same
+    and appears nowhere in the output."""
+    key = host.file(f"/srv/{APP}/shared/secrets/SECRET_KEY").content_string
+    result = run_playbook("playbooks/app.yml", limit=host.backend.hostname, options=["--diff", "-vv"])
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert key not in result.stdout + result.stderr
+    assert re.search(r"changed=0\b", result.stdout), "an idempotent re-run"
+    assert host.file(f"/srv/{APP}/shared/secrets/SECRET_KEY").content_string == key
 
 
 def test_workers_run_as_the_app_user(host):

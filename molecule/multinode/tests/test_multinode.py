@@ -367,3 +367,13 @@ def test_a_drain_nginx_rejects_changes_nothing(web, tmp_path):
     assert web.check_output("ls -a /etc/nginx/sites-enabled | grep -c '~' || true") == "0", "backups dropped"
     assert {name: live_release(name) for name in APPS} == before
     assert hostnames(web) == set(APPS)
+
+
+def test_every_app_host_runs_with_the_same_generated_secret_key(web):
+    """Made once, on the first app host; a session signed by one app host verifies on the other."""
+    kept = [other(name).file("/srv/hello/shared/secrets/SECRET_KEY").content_string for name in APPS]
+    assert re.fullmatch(r"[A-Za-z0-9]{64}", kept[0]) and kept[0] == kept[1]
+    for name in APPS:
+        pid = other(name).check_output("systemctl show --property=MainPID --value hello.service")
+        environ = other(name).check_output("tr '\\0' '\\n' < /proc/%s/environ", pid)
+        assert f"SECRET_KEY={kept[0]}" in environ.splitlines()

@@ -5,7 +5,7 @@ import pathlib
 import re
 
 import pytest
-from webstack_verify import drive, http, load_during, release_dir, time_wait
+from webstack_verify import drive, http, load_during, process_env, release_dir, time_wait
 
 RESULTS = pathlib.Path(__file__).resolve().parents[3] / ".cache" / "bench"
 
@@ -203,12 +203,6 @@ def test_the_app_sees_the_matched_host_never_the_raw_header(host, app):
                    headers={"X-Forwarded-Host": "evil.example"})
     assert response["status"] == 200
     assert json.loads(response["body"])["host"] == server_name
-
-
-def process_env(host, app):
-    pid = host.run("systemctl show --property=MainPID --value %s.service", app).stdout.strip()
-    raw = host.run("cat /proc/%s/environ", pid).stdout
-    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
 
 
 def test_env_values_reach_the_app_exactly(host):
