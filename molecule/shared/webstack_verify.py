@@ -113,3 +113,9 @@ def process_env(host, app):
     pid = host.run("systemctl show --property=MainPID --value %s.service", app).stdout.strip()
     raw = host.run("cat /proc/%s/environ", pid).stdout
     return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+
+
+def scenario_host(name):
+    """Another host of the scenario, for a test that runs once and checks them all."""
+    import testinfra
+    return testinfra.get_host(f"ansible://{name}", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
