@@ -110,6 +110,19 @@ CASES = {
     "nginx_access_no_tokens": (
         "nginx", {"nginx_sites": [site(access=[{"location": "/a/", "lua": {"header": "X-Key"}}])]},
         "hello.access[0].lua.tokens: must be a non-empty list of non-empty strings"),
+    "nginx_hardening_dict_value": (
+        "nginx", {"nginx_sites": [site()], "nginx_hardening_overrides": {"ProtectSystem": {"a": 1}}},
+        "nginx_hardening, nginx_hardening_overrides: [Service] keys"),
+    "nginx_hardening_line_break": (
+        "nginx", {"nginx_sites": [site()], "nginx_hardening_overrides": {"ReadWritePaths": "/x\nExecStartPre=/bin/sh"}},
+        "a key or value on more than one line"),
+    "nginx_hardening_list_and_null": (
+        "nginx", {"nginx_sites": [site()], "nginx_hardening_overrides": {"SystemCallFilter": ["@system-service", "~@mount"],
+                                                                        "UMask": None}}, None),
+    "python_app_generated_secret_name": (
+        "python_app", {"python_app_name": "hello", "python_app_source": "/", "python_app_wsgi_app": "a:b",
+                       "python_app_generated_secrets": ["SECRET_KEY", "BAD NAME"]},
+        "python_app_generated_secrets must be a list of environment variable names"),
     "python_app_env_value_dict": (
         "python_app", {"python_app_name": "hello", "python_app_source": "/", "python_app_wsgi_app": "a:b",
                        "python_app_env": {"A": {"nested": 1}}},
