@@ -12,7 +12,7 @@ TOPOLOGY ?= one
 INVENTORY := $(if $(filter three-tier,$(TOPOLOGY)),sandboxes/three-tier,inventory)
 SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
-.PHONY: help setup engine images image-12 image-13 browser demo demo-down deploy rollback lint unit molecule test collection clean
+.PHONY: help setup engine images image-12 image-13 browser sslyze demo demo-down deploy rollback lint unit molecule test collection clean
 
 help:
 	@echo "make demo     sandbox containers + site.yml + the app's answer through nginx"
@@ -76,7 +76,18 @@ unit: setup
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
-molecule: setup images browser
+# sslyze checks the live TLS of the servers scenario against Mozilla's profile; it pins an older
+# cryptography than Ansible's, so it gets a venv of its own.
+SSLYZE_VENV := $(CURDIR)/.cache/sslyze
+export WEBSTACK_SSLYZE := $(SSLYZE_VENV)/bin/sslyze
+sslyze: $(SSLYZE_VENV)/.installed
+
+$(SSLYZE_VENV)/.installed: requirements-sslyze.txt
+	python3 -m venv $(SSLYZE_VENV)
+	$(SSLYZE_VENV)/bin/pip install -q -r requirements-sslyze.txt
+	touch $@
+
+molecule: setup images browser sslyze
 	set -e; mkdir -p .cache; for s in $(SCENARIOS); do start=$$(date +%s); molecule test -s $$s; \
 	  echo "molecule $$s: $$(( $$(date +%s) - start ))s" | tee -a .cache/molecule-times.txt; done
 

@@ -114,7 +114,7 @@ def test_filters_are_registered():
         "webstack_apps", "webstack_nginx_sites", "webstack_bad_server_names", "systemd_env_value",
         "webstack_select_apps", "webstack_source_problem", "webstack_layout", "webstack_databases",
         "webstack_database_url", "webstack_firewall_rules", "webstack_python_app_vars", "nginx_features",
-        "nginx_subject_alt_names", "nginx_access_problems",
+        "nginx_subject_alt_names", "nginx_access_problems", "nginx_certificate_path",
     }
 
 
@@ -551,10 +551,28 @@ def test_tls_reaches_the_site_of_the_app():
     assert "tls" not in site
 
 
-@pytest.mark.parametrize("tls", ["yes", {"cert": "/x"}, ["certificate"]])
+@pytest.mark.parametrize("tls", ["yes", {"cert": "/x"}, ["certificate"], {"acme": "yes"},
+                                 {"acme": True, "certificate": "/a", "key": "/b"}])
 def test_bad_tls_is_refused(tls):
     with pytest.raises(AnsibleFilterError, match=r"webstack_apps\[0\]\.tls"):
         webstack.webstack_apps([app(tls=tls)])
+
+
+def test_a_refused_tls_never_shows_the_key():
+    with pytest.raises(AnsibleFilterError) as refused:
+        webstack.webstack_apps([app(tls={"certificate_content": "-----BEGIN CERT", "key_content": "PRIVATE-KEY-TEXT",
+                                         "keyfile": "/x"})])
+    assert "key_content" in str(refused.value) and "PRIVATE-KEY-TEXT" not in str(refused.value)
+
+
+def test_acme_reaches_the_site_and_picks_the_certificate_path():
+    [site] = webstack.webstack_nginx_sites([app(tls={"acme": True})])
+    assert site["tls"] == {"acme": True}
+    assert webstack.nginx_certificate_path(site, "/etc/nginx/tls", "/var/lib/acme") == "/var/lib/acme/hello/fullchain.pem"
+    site["tls"] = {}
+    assert webstack.nginx_certificate_path(site, "/etc/nginx/tls", "/var/lib/acme") == "/etc/nginx/tls/hello/fullchain.pem"
+    site["tls"] = {"certificate": "/etc/ssl/x.pem", "key": "/etc/ssl/x.key"}
+    assert webstack.nginx_certificate_path(site, "/etc/nginx/tls", "/var/lib/acme") == "/etc/ssl/x.pem"
 
 
 def test_apps_of_one_server_agree_on_tls():

@@ -59,6 +59,26 @@ CASES = {
     "nginx_tls_content": ("nginx", {"nginx_sites": [site(tls={"certificate_content": "-----BEGIN CERTIFICATE-----\nx",
                                                               "key_content": "\n-----BEGIN PRIVATE KEY-----\nx"})]},
                           None),
+    "nginx_acme": ("nginx", {"nginx_acme_terms_agreed": True,
+                             "nginx_sites": [site(server_names=["shop.example.org", "www.shop.example.org"],
+                                                  tls={"acme": True})]}, None),
+    "nginx_acme_terms_not_agreed": (
+        "nginx", {"nginx_sites": [site(server_names=["shop.example.org"], tls={"acme": True})]},
+        "need nginx_acme_terms_agreed: true"),
+    "nginx_acme_wildcard": (
+        "nginx", {"nginx_acme_terms_agreed": True,
+                  "nginx_sites": [site(server_names=["shop.example.org", "*.example.org"], tls={"acme": True})]},
+        "plain DNS names in server_names (HTTP-01 cannot prove wildcards or regexes): not *.example.org"),
+    "nginx_acme_plain_http_directory": (
+        "nginx", {"nginx_acme_terms_agreed": True, "nginx_acme_directory": "http://ca.test/dir",
+                  "nginx_sites": [site(server_names=["shop.example.org"], tls={"acme": True})]},
+        "an https:// nginx_acme_directory"),
+    "nginx_acme_with_own_certificate": (
+        "nginx", {"nginx_acme_terms_agreed": True,
+                  "nginx_sites": [site(tls={"acme": True, "certificate": "/a", "key": "/b"})]},
+        "nginx_sites[hello].tls"),
+    "nginx_acme_not_boolean": (
+        "nginx", {"nginx_sites": [site(tls={"acme": "yes"})]}, "nginx_sites[hello].tls"),
     "nginx_tls_certificate_without_key": (
         "nginx", {"nginx_sites": [site(tls={"certificate": "/etc/ssl/a.pem"})]}, "nginx_sites[hello].tls"),
     "nginx_tls_path_and_content": (
@@ -67,7 +87,7 @@ CASES = {
     "nginx_tls_content_not_pem": (
         "nginx", {"nginx_sites": [site(tls={"certificate_content": "/etc/ssl/a.pem", "key_content": "-----BEGIN y"})]},
         "nginx_sites[hello].tls"),
-    "nginx_tls_unknown_key": ("nginx", {"nginx_sites": [site(tls={"acme": True})]}, "nginx_sites[hello].tls"),
+    "nginx_tls_unknown_key": ("nginx", {"nginx_sites": [site(tls={"letsencrypt": True})]}, "nginx_sites[hello].tls"),
     "nginx_tls_port_of_plain_http": ("nginx", {"nginx_sites": [site(tls={"port": 80})]}, "nginx_sites[hello].tls"),
     "nginx_negative_limit": ("nginx", {"nginx_sites": [site(limit_conn=-1)]}, "nginx_sites[].limit_req_rate"),
     "nginx_limit_not_a_number": ("nginx", {"nginx_limit_req_rate": "50r/s", "nginx_sites": [SITE]},

@@ -71,6 +71,9 @@ TLS_GIVEN_SITE = {
     "upstream": {"protocol": "uwsgi", "servers": ["unix:/run/shop.sock"]},
     "static": [{"location": "/assets/", "path": "/srv/shop/current/src/assets/"}],
 }
+# A certificate from an ACME server: the challenge path stays open on plain HTTP.
+ACME_SITE = {**HELLO_SITE, "name": "shop", "server_names": ["shop.example.org", "www.shop.example.org"],
+             "tls": {"acme": True}}
 DRAINED_SITE = {**site("uwd", "uwsgi", ["10.0.0.5:8001", "10.0.0.6:8001", "10.0.0.7:8001"]),
                 "upstream": {"protocol": "uwsgi", "servers": ["10.0.0.5:8001", "10.0.0.6:8001", "10.0.0.7:8001"],
                              "down": ["10.0.0.6:8001"], "max_fails": 2, "fail_timeout": "5s", "next_upstream_tries": 3}}
@@ -100,6 +103,11 @@ CASES = {
         "nginx_ipv6": False, "nginx_sites": [TLS_GIVEN_SITE], "site": TLS_GIVEN_SITE,
         "nginx_tls_hsts_max_age": 0, "_nginx_tls_ocsp": {"shop": "http://ocsp.example.net"},
         "nginx_resolvers": ["10.0.0.2"],
+        "_nginx_features": {"version": "1.26.3", "openssl": "3.5.1", "http2_directive": True, "pq_groups": True},
+    }),
+    "nginx_tls_acme": ("nginx", NGINX_FILES + ["tls.conf", "acme-renew.sh", "acme-reload.sh"], {
+        "nginx_ipv6": False, "nginx_sites": [ACME_SITE, TLS_SITE], "site": ACME_SITE,
+        "nginx_acme_email": "ops@example.org", "nginx_acme_directory": "https://ca.example.org/acme/dir",
         "_nginx_features": {"version": "1.26.3", "openssl": "3.5.1", "http2_directive": True, "pq_groups": True},
     }),
     "nginx_default": ("nginx", NGINX_FILES + ["hardening.conf"], {
@@ -159,6 +167,10 @@ CASES = {
         "firewall_rules": [{"name": "hello", "port": 8001, "sources": ["10.0.0.2", "fd00::2", "10.0.1.0/24"]},
                            {"name": "postgresql", "port": 5432, "sources": ["10.0.0.11"]}],
     }),
+    "unit_timer": ("systemd_unit", ["service", "timer"], {
+        "systemd_unit_name": "renew", "systemd_unit_service": {"Type": "oneshot", "ExecStart": "/bin/true"},
+        "systemd_unit_timer": {"OnCalendar": "daily", "RandomizedDelaySec": "1h", "Persistent": True},
+    }),
     "unit_plain": ("systemd_unit", UNIT_FILES, {
         "systemd_unit_name": "worker", "systemd_unit_service": {"ExecStart": "/bin/true", "Restart": "always"},
         "systemd_unit_socket": {},
@@ -176,6 +188,7 @@ TEMPLATE_SOURCES = {
     ("gunicorn", "socket.yml"): "socket.yml.j2",
     ("systemd_unit", "service"): "service.j2",
     ("systemd_unit", "socket"): "socket.j2",
+    ("systemd_unit", "timer"): "timer.j2",
 }
 
 
@@ -765,6 +778,86 @@ def test_tls_site_on_nginx_1_26(rendered):
     assert "ssl_ecdh_curve ?X25519MLKEM768:X25519:prime256v1:secp384r1;" in conf
     deny = read(rendered, "nginx_tls_126", "default-deny.conf")
     assert "listen 8443 ssl default_server;" in deny and "listen 8080 default_server;" in deny
+
+
+def test_acme_site_answers_challenges_over_http(rendered):
+    redirect, https = server_blocks(read(rendered, "nginx_tls_acme", "site.conf"))
+    assert "location ^~ /.well-known/acme-challenge/ {" in redirect
+    assert "alias /var/lib/webstack-acme/challenges/;" in redirect
+    assert "return 301 https://$host$request_uri;" in redirect, "every other path still redirects"
+    assert not any("acme-challenge/ {" in line for line in https)
+    tls = nginx_statements(read(rendered, "nginx_tls_acme", "tls.conf"))
+    assert "ssl_certificate /var/lib/webstack-acme/shop/fullchain.pem;" in tls, "the renewer's copy"
+    assert "ssl_certificate_key /etc/nginx/tls/shop/privkey.pem;" in tls, "the key stays root's"
+    # The self-signed site beside it has no challenge location.
+    assert "acme-challenge/ {" not in read(rendered, "nginx_tls_122", "site.conf")
+
+
+def test_timer_unit_runs_its_service(rendered):
+    timer = read(rendered, "unit_timer", "timer")
+    for line in ("OnCalendar=daily", "RandomizedDelaySec=1h", "Persistent=yes", "WantedBy=timers.target"):
+        assert line in timer.splitlines(), line
+    service = read(rendered, "unit_timer", "service")
+    assert "[Install]" not in service, "only the timer starts it"
+    assert "Type=oneshot" in service.splitlines() and "NoNewPrivileges=yes" in service.splitlines()
+    assert "[Install]" in read(rendered, "unit_plain", "service")
+
+
+def make_certificate(path, days):
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", "/dev/null", "-out", str(path), "-days", str(days), "-subj", "/CN=shop.example.org"])
+
+
+@pytest.fixture
+def renewer(rendered, tmp_path):
+    """The rendered renewal script pointed at a scratch directory, with an acme-tiny stand-in on
+    PATH that logs its arguments and prints a fresh certificate (or fails when told to)."""
+    acme = tmp_path / "acme"
+    (acme / "shop").mkdir(parents=True)
+    (acme / "hello").mkdir()
+    script = read(rendered, "nginx_tls_acme", "acme-renew.sh").replace("/var/lib/webstack-acme", str(acme))
+    (tmp_path / "acme-renew").write_text(script)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    make_certificate(tmp_path / "fresh.pem", 90)
+    stub = bin_dir / "acme-tiny"
+    stub.write_text(f"""#!/bin/sh
+echo "$@" >> {tmp_path}/calls
+[ -e {tmp_path}/fail ] && {{ echo "acme error" >&2; exit 1; }}
+cat {tmp_path}/fresh.pem
+""")
+    stub.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    return acme, tmp_path, lambda: run(["sh", str(tmp_path / "acme-renew")], check=False, env=env)
+
+
+def test_the_renewer_renews_only_what_is_due(renewer):
+    acme, tmp, renew = renewer
+    make_certificate(acme / "shop" / "fullchain.pem", 10)
+    first = renew()
+    assert first.returncode == 0, first.stderr
+    assert "shop: renewed" in first.stdout
+    assert (acme / "shop" / "fullchain.pem").read_text() == (tmp / "fresh.pem").read_text()
+    assert (acme / "renewed").exists(), "the reload step is told"
+    [call] = (tmp / "calls").read_text().splitlines()
+    assert f"--account-key {acme}/account.key --csr {acme}/shop/request.csr" in call
+    assert f"--acme-dir {acme}/challenges" in call
+    assert "--directory-url https://ca.example.org/acme/dir --contact mailto:ops@example.org" in call
+    (acme / "renewed").unlink()
+    second = renew()
+    assert second.returncode == 0 and "shop: valid for more than 30 days, left alone" in second.stdout
+    assert len((tmp / "calls").read_text().splitlines()) == 1 and not (acme / "renewed").exists()
+
+
+def test_a_failed_renewal_keeps_the_certificate(renewer):
+    acme, tmp, renew = renewer
+    make_certificate(acme / "shop" / "fullchain.pem", 10)
+    before = (acme / "shop" / "fullchain.pem").read_text()
+    (tmp / "fail").touch()
+    result = renew()
+    assert result.returncode == 1 and "shop: could not renew" in result.stderr
+    assert (acme / "shop" / "fullchain.pem").read_text() == before
+    assert not (acme / "renewed").exists() and not (acme / "shop" / "fullchain.pem.new").exists()
 
 
 def test_plain_sites_have_no_tls(rendered):

@@ -40,6 +40,35 @@ def http(host, path, method="GET", host_header="localhost", body="", headers=Non
     return json.loads(cmd.stdout)
 
 
+# One HTTPS request to nginx on 127.0.0.1 for the name argv[1] (SNI, Host, and the name checked
+# against the certificate), trusting only the CA file argv[2]; prints the answer and the serial
+# number of the certificate nginx showed.
+FETCH_TLS = r"""
+import http.client, json, socket, ssl, sys
+context = ssl.create_default_context(cafile=sys.argv[2])
+# A self-signed server certificate as its own anchor has no CA extensions: Python 3.13's strict
+# X.509 checks (on by default) would refuse it.
+context.verify_flags &= ~getattr(ssl, "VERIFY_X509_STRICT", 0)
+class Loopback(http.client.HTTPSConnection):
+    def connect(self):
+        sock = socket.create_connection(("127.0.0.1", 443), timeout=10)
+        self.sock = context.wrap_socket(sock, server_hostname=self.host)
+conn = Loopback(sys.argv[1], 443, timeout=10)
+conn.request("GET", sys.argv[3])
+response = conn.getresponse()
+print(json.dumps({"status": response.status, "headers": {k.lower(): v for k, v in response.getheaders()},
+                  "body": response.read().decode(), "serial": conn.sock.getpeercert()["serialNumber"]}))
+"""
+
+
+def https(host, name, cafile, path="/"):
+    """The answer of nginx over HTTPS for `name`, trusting only `cafile`; fails the test when the
+    handshake or the certificate check fails (use host.run with FETCH_TLS to expect that)."""
+    cmd = host.run("python3 -c %s %s %s %s", FETCH_TLS, name, cafile, path)
+    assert cmd.rc == 0, cmd.stderr
+    return json.loads(cmd.stdout)
+
+
 def load_during(host, host_header, command, seconds=6, path="/api/info"):
     """Requests for `path` from 4 clients for `seconds`, running `command` a third of the way in."""
     cmd = host.run("python3 -c %s --host %s --command %s --seconds %s --path %s",

@@ -46,7 +46,7 @@ NGINX_SITE_KEYS = {
     "client_max_body_size", "read_timeout", "limit_req_rate", "limit_req_burst", "limit_conn",
     "client_header_timeout", "client_body_timeout", "send_timeout",
 }
-TLS_KEYS = {"certificate", "key", "certificate_content", "key_content", "port"}
+TLS_KEYS = {"certificate", "key", "certificate_content", "key_content", "port", "acme"}
 # An access check of a location: a Lua token check or an auth_request to an app.
 ACCESS_KEYS = {"location", "lua", "auth_request"}
 ACCESS_KINDS = {"lua": {"header", "tokens"}, "auth_request": {"path", "app"}}
@@ -279,8 +279,13 @@ def _app(index, app, layout=None, host=None):
     if not isinstance(site_settings, dict) or set(site_settings) - NGINX_SITE_KEYS:
         _fail(index, "nginx", f"must be a dict of {', '.join(sorted(NGINX_SITE_KEYS))} (got {site_settings!r})")
     if tls is not None and (not isinstance(tls, dict) or set(tls) - TLS_KEYS):
+        # Never the values: key_content is a private key.
         _fail(index, "tls", f"must be true (a self-signed certificate), false, or a dict of "
-              f"{', '.join(sorted(TLS_KEYS))} (got {tls!r})")
+              f"{', '.join(sorted(TLS_KEYS))} (got {sorted(tls) if isinstance(tls, dict) else type(tls).__name__})")
+    if tls and "acme" in tls and (not isinstance(tls["acme"], bool)
+                                  or (tls["acme"] and {"certificate", "certificate_content"} & set(tls))):
+        _fail(index, "tls.acme", "must be true (a certificate from nginx_acme_directory) or false, "
+              f"and not given with a certificate of your own (got acme={tls['acme']!r} with keys {sorted(tls)})")
     generated = app.get("generated_secrets", ["SECRET_KEY"])
     if not isinstance(generated, list) or not all(isinstance(n, str) and ENV_NAME_RE.match(n) for n in generated):
         _fail(index, "generated_secrets", f"must be a list of environment variable names (got {generated!r})")
@@ -634,6 +639,15 @@ def nginx_subject_alt_names(server_names, fallback):
     return list(dict.fromkeys(sans)) or [f"DNS:{fallback}"]
 
 
+def nginx_certificate_path(site, tls_dir, acme_dir):
+    """Where nginx reads a TLS site's certificate chain: the path given, the ACME renewer's copy
+    (it writes it unprivileged, outside the root-only key directory), or the role's own."""
+    tls = site.get("tls") or {}
+    if tls.get("certificate"):
+        return tls["certificate"]
+    return f"{acme_dir if tls.get('acme') else tls_dir}/{site['name']}/fullchain.pem"
+
+
 def _check_problems(checks, where, prefix, app_names):
     """What is wrong with one app's access checks (a list of strings naming the field, never a
     token): each guards a location below ``prefix`` with a Lua token check or an auth_request."""
@@ -693,6 +707,7 @@ class FilterModule:
             "webstack_python_app_vars": webstack_python_app_vars,
             "nginx_features": nginx_features,
             "nginx_subject_alt_names": nginx_subject_alt_names,
+            "nginx_certificate_path": nginx_certificate_path,
             "nginx_access_problems": nginx_access_problems,
             "webstack_layout": webstack_layout,
             "webstack_databases": webstack_databases,

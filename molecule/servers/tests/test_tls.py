@@ -8,34 +8,14 @@ import sys
 
 import pytest
 from webstack_verify import http
+from webstack_verify import https as verify_https
 
 NAME = "tls.test"
 HSTS = "max-age=63072000"
 
-# One HTTPS request to nginx on 127.0.0.1 for the name argv[1] (SNI, Host, and the name checked
-# against the certificate), trusting only the certificate argv[2].
-FETCH_TLS = r"""
-import http.client, json, socket, ssl, sys
-context = ssl.create_default_context(cafile=sys.argv[2])
-# The trust anchor is the self-signed server certificate itself, which has no CA extensions:
-# Python 3.13's strict X.509 checks (on by default) would refuse it as an anchor.
-context.verify_flags &= ~getattr(ssl, "VERIFY_X509_STRICT", 0)
-class Loopback(http.client.HTTPSConnection):
-    def connect(self):
-        sock = socket.create_connection(("127.0.0.1", 443), timeout=10)
-        self.sock = context.wrap_socket(sock, server_hostname=self.host)
-conn = Loopback(sys.argv[1], 443, timeout=10)
-conn.request("GET", sys.argv[3])
-response = conn.getresponse()
-print(json.dumps({"status": response.status, "headers": {k.lower(): v for k, v in response.getheaders()},
-                  "body": response.read().decode()}))
-"""
-
 
 def https(host, path):
-    cmd = host.run("python3 -c %s %s %s %s", FETCH_TLS, NAME, "/etc/nginx/tls/hello-tls/fullchain.pem", path)
-    assert cmd.rc == 0, cmd.stderr
-    return json.loads(cmd.stdout)
+    return verify_https(host, NAME, "/etc/nginx/tls/hello-tls/fullchain.pem", path)
 
 
 def s_client(host, *args, name=NAME):
