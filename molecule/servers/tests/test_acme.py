@@ -90,8 +90,9 @@ def test_keys_stay_private(host):
 def test_the_timer_is_set(host):
     timer = host.service("webstack-acme-renew.timer")
     assert timer.is_enabled and timer.is_running
+    assert "OnCalendar=daily" in host.file("/etc/systemd/system/webstack-acme-renew.timer").content_string
     show = host.check_output("systemctl show webstack-acme-renew.timer -p TimersCalendar")
-    assert "OnCalendar=daily" in show
+    assert "OnCalendar=*-*-* 00:00:00" in show and "next_elapse=" in show, show
 
 
 def test_the_timer_service_renews_a_due_certificate_and_reloads_nginx(host, root):
@@ -101,7 +102,7 @@ def test_the_timer_service_renews_a_due_certificate_and_reloads_nginx(host, root
     assert host.run("systemctl start webstack-acme-renew.service").rc == 0
     assert served_serial(host)[1] == before
     # Due within 400 days (every 90-day certificate): renewed by acme-tiny through nginx's HTTP-01.
-    since = host.check_output("date '+%%Y-%%m-%%d %%H:%%M:%%S'")
+    since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")  # no arguments: no %-formatting
     host.run("echo WEBSTACK_ACME_RENEW_DAYS=400 > /etc/default/webstack-acme")
     try:
         started = host.run("systemctl start webstack-acme-renew.service")
