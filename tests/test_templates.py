@@ -171,6 +171,18 @@ CASES = {
         "systemd_unit_name": "renew", "systemd_unit_service": {"Type": "oneshot", "ExecStart": "/bin/true"},
         "systemd_unit_timer": {"OnCalendar": "daily", "RandomizedDelaySec": "1h", "Persistent": True},
     }),
+    # A gunicorn-like service with the control socket's RuntimeDirectory, and its hand-over unit.
+    "unit_handover": ("systemd_unit", ["service", "socket", "handover"], {
+        "systemd_unit_name": "hello",
+        "systemd_unit_service": {
+            "Type": "notify", "WorkingDirectory": "/srv/hello/current/src",
+            "ExecStart": "/srv/hello/current/venv/bin/gunicorn --config /srv/hello/current/gunicorn.conf.py",
+            "ExecReload": "/bin/kill -s HUP $MAINPID", "Environment": ["HOME_PAGE=/srv/hello/currently"],
+            "RuntimeDirectory": "hello-gunicorn",
+        },
+        "systemd_unit_socket": {"ListenStream": "/run/hello.sock"},
+        "systemd_unit_handover": {"current": "/srv/hello/current", "releases": "/srv/hello/releases"},
+    }),
     "unit_plain": ("systemd_unit", UNIT_FILES, {
         "systemd_unit_name": "worker", "systemd_unit_service": {"ExecStart": "/bin/true", "Restart": "always"},
         "systemd_unit_socket": {},
@@ -189,6 +201,7 @@ TEMPLATE_SOURCES = {
     ("systemd_unit", "service"): "service.j2",
     ("systemd_unit", "socket"): "socket.j2",
     ("systemd_unit", "timer"): "timer.j2",
+    ("systemd_unit", "handover"): "handover.j2",
 }
 
 
@@ -352,6 +365,7 @@ def test_gunicorn_sync_config(rendered):
     assert cfg.accesslog == "-"
     assert "WEBSTACK_RELEASE_ID=abc123" in cfg.raw_env
     assert "threads =" not in read(rendered, "gunicorn_sync", "gunicorn.conf.py")
+    assert cfg.preload_app is True, "a master that says it is ready serves at once (the hand-over)"
 
 
 def test_gunicorn_gthread_tcp_config(rendered):
@@ -370,6 +384,7 @@ def test_gunicorn_gevent_config(rendered):
     cfg = load_gunicorn(rendered / "gunicorn_gevent" / "gunicorn.conf.py")
     assert cfg.worker_class_str == "gevent"
     assert cfg.accesslog is None
+    assert cfg.preload_app is False, "gevent must patch before the app imports"
 
 
 @pytest.mark.parametrize("case", ["gunicorn_sync", "gunicorn_gthread_tcp", "gunicorn_gevent"])
@@ -422,6 +437,22 @@ def test_unit_with_socket(rendered):
     socket = unit_lines(read(rendered, "unit_socket", "socket"))
     assert "ListenStream=/run/hello.sock" in socket and "SocketMode=0660" in socket
     assert "WantedBy=sockets.target" in socket
+
+
+def test_the_hand_over_unit_runs_the_named_release_on_the_service_socket(rendered):
+    lines = unit_lines(read(rendered, "unit_handover", "handover"))
+    assert "Sockets=hello.socket" in lines, "the socket unit's own listening fds"
+    assert "Requires=hello.socket" in lines and "After=hello.socket" in lines
+    assert "ExecStart=/srv/hello/releases/%i/venv/bin/gunicorn --config /srv/hello/releases/%i/gunicorn.conf.py" in lines
+    assert "WorkingDirectory=/srv/hello/releases/%i/src" in lines
+    assert "Environment=HOME_PAGE=/srv/hello/currently" in lines, "only paths under current move"
+    assert "ExecReload=/bin/kill -s HUP $MAINPID" in lines and "Type=notify" in lines
+    assert "RuntimeDirectoryPreserve=yes" in lines, "stopping it must not remove the service's runtime directory"
+    assert "NoNewPrivileges=yes" in lines and "ProtectSystem=strict" in lines, "the same sandbox"
+    assert "[Install]" not in lines, "only python_app starts it, never boot"
+    service = unit_lines(read(rendered, "unit_handover", "service"))
+    assert "ExecStart=/srv/hello/current/venv/bin/gunicorn --config /srv/hello/current/gunicorn.conf.py" in service
+    assert not any(line.startswith("Sockets=") for line in service)
 
 
 def test_unit_without_socket(rendered):
@@ -590,6 +621,7 @@ def test_flup_runner_settings(rendered):
     assert 'WEBSTACK_SERVER="flup-scgi"' in tcp
     service = yaml.safe_load(read(rendered, "flup_fastcgi", "service.yml"))
     assert service["ExecStart"] == "/srv/hello/current/webstack_flup.py"
+    assert service["Type"] == "notify", "ready once the app is loaded, for the hand-over"
     assert unix.startswith("#!/srv/hello/releases/abc123/venv/bin/python\n"), "the release's own interpreter"
     assert "ExecReload" not in service, "flup has no graceful reload"
 
@@ -961,3 +993,28 @@ def test_nginx_sandbox_drop_in(rendered):
     access = unit_lines(read(rendered, "nginx_access", "hardening.conf"))
     assert not any(line.startswith("MemoryDenyWriteExecute") for line in access), "LuaJIT writes code it runs"
     assert "ProtectHome=read-only" in access and not any(line.startswith("UMask") for line in access)
+
+
+def test_the_flup_runner_tells_systemd_it_is_ready(rendered, tmp_path, monkeypatch):
+    """notify_ready() sends READY=1 to $NOTIFY_SOCKET (a datagram socket here), and nothing without it."""
+    import ast
+    import os
+    import socket
+
+    source = read(rendered, "flup_fastcgi", "webstack_flup.py")
+    tree = ast.parse(source)
+    func = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "notify_ready")
+    namespace = {"os": os, "socket": socket}
+    exec(compile(ast.Module(body=[func], type_ignores=[]), "webstack_flup.py", "exec"), namespace)
+    setup = next(node for node in ast.walk(tree) if isinstance(node, ast.FunctionDef) and node.name == "_setupSocket")
+    assert any(isinstance(call, ast.Call) and getattr(call.func, "id", "") == "notify_ready" for call in ast.walk(setup))
+
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    namespace["notify_ready"]()  # a start by hand: no socket, no error
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(path)
+        listener.settimeout(5)
+        monkeypatch.setenv("NOTIFY_SOCKET", path)
+        namespace["notify_ready"]()
+        assert listener.recv(64) == b"READY=1"
