@@ -52,8 +52,6 @@ def test_the_deploy_figures_were_written(host):
     for case in ("deploy", "rollback", "config_change", "config_change_without_handover",
                  "failed_health_check"):
         assert figures[case]["failed"] == 0 and figures[case]["ok"] > 20, (case, figures[case])
-    # the same restart waited longer without the hand-over instance
-    assert figures["config_change"]["worst_ms"] < figures["config_change_without_handover"]["worst_ms"]
     assert figures["control_hard_stop"]["failed"] > 0
     assert figures["steady"]["p99_ms"] is not None
 
