@@ -114,7 +114,7 @@ def test_filters_are_registered():
         "webstack_apps", "webstack_nginx_sites", "webstack_bad_server_names", "systemd_env_value",
         "webstack_select_apps", "webstack_source_problem", "webstack_layout", "webstack_databases",
         "webstack_database_url", "webstack_firewall_rules", "webstack_python_app_vars", "nginx_features",
-        "nginx_subject_alt_names", "nginx_access_problems", "nginx_certificate_path",
+        "nginx_subject_alt_names", "nginx_access_problems", "nginx_certificate_path", "webstack_lead_host",
     }
 
 
@@ -621,7 +621,7 @@ def test_tasks_app_hands_over_exactly_the_filters_variables():
     [task] = [t for t in yaml.safe_load(path.read_text()) if "ansible.builtin.include_role" in t]
     handed = {k: v for k, v in task["vars"].items() if k != "_webstack_role_vars"}
     [completed] = webstack.webstack_apps([app()])
-    decided = webstack.webstack_python_app_vars(completed, {}, install_packages=True, rollback_to="")
+    decided = webstack.webstack_python_app_vars(completed, {}, install_packages=True, rollback_to="", lead_host="h")
     assert set(handed) == set(decided)
     assert all(value == f"{{{{ _webstack_role_vars.{name} }}}}" for name, value in handed.items()), handed
 
@@ -668,3 +668,18 @@ def test_nginx_access_problems_name_the_mount_and_the_field():
         "blog.access[0].location: must be a URL path below /blog/ (got '/other/')",
         "blog.access[0].auth_request.app: must be one of hello, blog (got 'x')",
     ]
+
+
+def test_the_lead_host_is_the_first_of_the_play_that_runs_the_app():
+    hostvars = {
+        "a": {"webstack_apps": [{"name": "blog"}, {"name": "shop", "state": "absent"}]},
+        "b": {"webstack_apps": [{"name": "shop"}, {"name": "hello"}]},
+        "c": {"webstack_apps": [{"name": "hello"}]},
+        "d": {},
+    }
+    hosts = ["a", "b", "c", "d"]
+    assert webstack.webstack_lead_host("blog", hosts, hostvars) == "a"
+    assert webstack.webstack_lead_host("shop", hosts, hostvars) == "b", "absent on a: b leads"
+    assert webstack.webstack_lead_host("hello", hosts, hostvars) == "b"
+    assert webstack.webstack_lead_host("hello", ["c", "b"], hostvars) == "c", "the play's order"
+    assert webstack.webstack_lead_host("gone", hosts, hostvars) == "a", "nobody runs it: the first host"

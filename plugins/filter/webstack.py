@@ -7,6 +7,7 @@ same value back through :func:`webstack_nginx_sites`.
 
 import ipaddress
 import re
+from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
@@ -452,6 +453,20 @@ def webstack_python_app_vars(app, secret_env=None, **extra):
     return result
 
 
+def webstack_lead_host(name, hosts, hostvars):
+    """The first of ``hosts`` (the play's, in play order) whose ``webstack_apps`` has the app
+    ``name`` present: python_app's lead host, which makes the app's generated secrets and runs its
+    pre-activation commands. Hosts may run different apps, so the play's first host may not run
+    this one. With none (an app absent everywhere), the play's first host.
+    """
+    for host in hosts:
+        apps = hostvars[host].get("webstack_apps") or []
+        if any(isinstance(app, Mapping) and app.get("name") == name and app.get("state", "present") == "present"
+               for app in apps):
+            return host
+    return hosts[0] if hosts else ""
+
+
 def webstack_select_apps(apps, names=""):
     """The present apps named in ``names`` ("a,b" or a list; empty: all), for deploy and rollback.
 
@@ -705,6 +720,7 @@ class FilterModule:
             "webstack_bad_server_names": bad_server_names,
             "webstack_select_apps": webstack_select_apps,
             "webstack_python_app_vars": webstack_python_app_vars,
+            "webstack_lead_host": webstack_lead_host,
             "nginx_features": nginx_features,
             "nginx_subject_alt_names": nginx_subject_alt_names,
             "nginx_certificate_path": nginx_certificate_path,
