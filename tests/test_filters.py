@@ -114,7 +114,7 @@ def test_filters_are_registered():
         "webstack_apps", "webstack_nginx_sites", "webstack_bad_server_names", "systemd_env_value",
         "webstack_select_apps", "webstack_source_problem", "webstack_layout", "webstack_databases",
         "webstack_database_url", "webstack_firewall_rules", "webstack_python_app_vars", "nginx_features",
-        "nginx_subject_alt_names", "nginx_access_problems", "nginx_certificate_path", "webstack_lead_host",
+        "nginx_subject_alt_names", "nginx_access_problems", "nginx_certificate_path", "webstack_lead_hosts",
     }
 
 
@@ -674,12 +674,8 @@ def test_the_lead_host_is_the_first_of_the_play_that_runs_the_app():
     hostvars = {
         "a": {"webstack_apps": [{"name": "blog"}, {"name": "shop", "state": "absent"}]},
         "b": {"webstack_apps": [{"name": "shop"}, {"name": "hello"}]},
-        "c": {"webstack_apps": [{"name": "hello"}]},
+        "c": {"webstack_apps": [{"name": "hello"}, "not an app"]},
         "d": {},
     }
-    hosts = ["a", "b", "c", "d"]
-    assert webstack.webstack_lead_host("blog", hosts, hostvars) == "a"
-    assert webstack.webstack_lead_host("shop", hosts, hostvars) == "b", "absent on a: b leads"
-    assert webstack.webstack_lead_host("hello", hosts, hostvars) == "b"
-    assert webstack.webstack_lead_host("hello", ["c", "b"], hostvars) == "c", "the play's order"
-    assert webstack.webstack_lead_host("gone", hosts, hostvars) == "a", "nobody runs it: the first host"
+    assert webstack.webstack_lead_hosts(["a", "b", "c", "d"], hostvars) == {"blog": "a", "shop": "b", "hello": "b"}
+    assert webstack.webstack_lead_hosts(["c", "b"], hostvars) == {"hello": "c", "shop": "b"}, "the play's order"

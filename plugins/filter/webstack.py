@@ -453,18 +453,18 @@ def webstack_python_app_vars(app, secret_env=None, **extra):
     return result
 
 
-def webstack_lead_host(name, hosts, hostvars):
-    """The first of ``hosts`` (the play's, in play order) whose ``webstack_apps`` has the app
-    ``name`` present: python_app's lead host, which makes the app's generated secrets and runs its
-    pre-activation commands. Hosts may run different apps, so the play's first host may not run
-    this one. With none (an app absent everywhere), the play's first host.
+def webstack_lead_hosts(hosts, hostvars):
+    """Each app's lead host: the first of ``hosts`` (the play's, in play order) whose
+    ``webstack_apps`` has the app present. python_app makes an app's generated secrets and runs its
+    pre-activation commands there. Hosts may run different apps, so the play's first host may not
+    run a given one. An app absent everywhere is not in the result (the play's first host leads).
     """
+    leads = {}
     for host in hosts:
-        apps = hostvars[host].get("webstack_apps") or []
-        if any(isinstance(app, Mapping) and app.get("name") == name and app.get("state", "present") == "present"
-               for app in apps):
-            return host
-    return hosts[0] if hosts else ""
+        for app in hostvars[host].get("webstack_apps") or []:
+            if isinstance(app, Mapping) and app.get("state", "present") == "present" and isinstance(app.get("name"), str):
+                leads.setdefault(app["name"], host)
+    return leads
 
 
 def webstack_select_apps(apps, names=""):
@@ -720,7 +720,7 @@ class FilterModule:
             "webstack_bad_server_names": bad_server_names,
             "webstack_select_apps": webstack_select_apps,
             "webstack_python_app_vars": webstack_python_app_vars,
-            "webstack_lead_host": webstack_lead_host,
+            "webstack_lead_hosts": webstack_lead_hosts,
             "nginx_features": nginx_features,
             "nginx_subject_alt_names": nginx_subject_alt_names,
             "nginx_certificate_path": nginx_certificate_path,
