@@ -189,15 +189,24 @@ CASES = {
     }),
 }
 
+# A server role hands its own [Service] keys and settings to app_server (its tasks/configure.yml),
+# which adds the shared keys and renders the socket: the cases render what the units get.
+EFFECTIVE_SERVICE = ROOT / "tests" / "data" / "effective-service.yml.j2"
+APP_SERVER_VARS = {
+    "gunicorn": {"app_server_app": "{{ gunicorn_app }}"},
+    "uwsgi": {"app_server_app": "{{ uwsgi_app }}", "app_server_backlog": "{{ uwsgi_listen }}",
+              "app_server_environment": ["PYTHONDONTWRITEBYTECODE=1"]},
+    "flup": {"app_server_app": "{{ flup_app }}"},
+}
 TEMPLATE_SOURCES = {
     ("nginx", "site.conf"): "site.conf.j2",
     ("nginx", "tls.conf"): "tls.conf.j2",
-    ("uwsgi", "service.yml"): "service.yml.j2",
-    ("uwsgi", "socket.yml"): "socket.yml.j2",
-    ("flup", "service.yml"): "service.yml.j2",
-    ("flup", "socket.yml"): "socket.yml.j2",
-    ("gunicorn", "service.yml"): "service.yml.j2",
-    ("gunicorn", "socket.yml"): "socket.yml.j2",
+    ("uwsgi", "service.yml"): str(EFFECTIVE_SERVICE),
+    ("uwsgi", "socket.yml"): str(ROLES / "app_server/templates/app_server_socket.yml.j2"),
+    ("flup", "service.yml"): str(EFFECTIVE_SERVICE),
+    ("flup", "socket.yml"): str(ROLES / "app_server/templates/app_server_socket.yml.j2"),
+    ("gunicorn", "service.yml"): str(EFFECTIVE_SERVICE),
+    ("gunicorn", "socket.yml"): str(ROLES / "app_server/templates/app_server_socket.yml.j2"),
     ("systemd_unit", "service"): "service.j2",
     ("systemd_unit", "socket"): "socket.j2",
     ("systemd_unit", "timer"): "timer.j2",
@@ -211,19 +220,25 @@ def rendered(tmp_path_factory):
     plays = []
     for case, (role, files, variables) in CASES.items():
         (out / case).mkdir()
+        role_files = [str(ROLES / role / "defaults/main.yml"), str(ROLES / role / "vars/main.yml")]
+        if role in APP_SERVER_VARS:
+            role_files += [str(ROLES / "app_server/defaults/main.yml"), str(ROLES / "app_server/vars/main.yml")]
+            variables = {**APP_SERVER_VARS[role], **variables, "app_server_service": (
+                "{{ lookup('ansible.builtin.template', '%s') | from_yaml }}" % (ROLES / role / "templates/service.yml.j2"))}
         case_vars = out / f"{case}.json"
         case_vars.write_text(json.dumps(variables))
         plays.append({
             "name": case, "hosts": "localhost", "connection": "local", "gather_facts": False,
             "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"},
-            "vars_files": [str(ROLES / role / "defaults/main.yml"), str(ROLES / role / "vars/main.yml"), str(case_vars)],
+            "vars_files": role_files + [str(case_vars)],
             "tasks": [{
                 "name": f"render {case}",
                 "ansible.builtin.template": {
-                    "src": str(ROLES / role / "templates" / "{{ item.src }}"),
+                    "src": "{{ item.src }}",
                     "dest": str(out / case / "{{ item.dest }}"), "mode": "0644",
                 },
-                "loop": [{"src": TEMPLATE_SOURCES.get((role, name), name + ".j2"), "dest": name} for name in files],
+                "loop": [{"src": str(ROLES / role / "templates" / TEMPLATE_SOURCES.get((role, name), name + ".j2")),
+                          "dest": name} for name in files],
             }],
         })
     playbook = out / "render.yml"

@@ -1,0 +1,72 @@
+"""Every place that lists the app servers lists the same ones: the filter's table, python_app's
+table and argument spec, the nginx protocol table and specs, the server roles, and the READMEs.
+Adding a server means adding it everywhere; this test names the place that was missed."""
+
+import importlib.util
+import re
+
+import pytest
+import yaml
+
+from webstack_testlib import ROLES, ROOT
+
+SPEC = importlib.util.spec_from_file_location("webstack_filters_agree", ROOT / "plugins/filter/webstack.py")
+webstack = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(webstack)
+
+
+def load(*parts):
+    return yaml.safe_load(ROOT.joinpath(*parts).read_text())
+
+
+PYTHON_APP_SERVERS = load("roles/python_app/vars/main.yml")["_python_app_servers"]
+NGINX_PROTOCOLS = load("roles/nginx/vars/main.yml")["_nginx_protocols"]
+
+
+def nginx_protocol_choices():
+    spec = load("roles/nginx/meta/argument_specs.yml")["argument_specs"]["main"]["options"]
+    sites = spec["nginx_sites"]["options"]
+    return [sites["upstream"]["options"]["protocol"]["choices"],
+            sites["mounts"]["options"]["upstream"]["options"]["protocol"]["choices"]]
+
+
+def test_the_filter_and_python_app_offer_the_same_servers():
+    assert list(webstack.SERVERS) == list(PYTHON_APP_SERVERS)
+    choices = load("roles/python_app/meta/argument_specs.yml")["argument_specs"]["main"]["options"]
+    assert choices["python_app_server"]["choices"] == [*webstack.SERVERS, ""]
+
+
+@pytest.mark.parametrize("server", list(webstack.SERVERS))
+def test_each_server_speaks_one_protocol_nginx_knows(server):
+    protocol = webstack.SERVERS[server]
+    assert PYTHON_APP_SERVERS[server]["protocol"] == protocol, "python_app's health probe speaks it too"
+    assert protocol in NGINX_PROTOCOLS
+    for choices in nginx_protocol_choices():
+        assert protocol in choices
+
+
+def test_nginx_specs_name_exactly_its_protocols():
+    for choices in nginx_protocol_choices():
+        assert sorted(choices) == sorted(NGINX_PROTOCOLS)
+    assert set(NGINX_PROTOCOLS) == set(webstack.SERVERS.values()), "a protocol no server speaks"
+
+
+@pytest.mark.parametrize("server", list(webstack.SERVERS))
+def test_each_server_has_a_role_built_on_app_server(server):
+    entry = PYTHON_APP_SERVERS[server]
+    role = entry["role"].rsplit(".", 1)[1]
+    assert role in webstack.SERVER_ROLES, "its overrides are handed over by the filter"
+    for part in ("tasks/packages.yml", "tasks/configure.yml", "README.md", "meta/argument_specs.yml"):
+        assert (ROLES / role / part).is_file(), f"{role}: {part}"
+    configure = yaml.safe_load((ROLES / role / "tasks/configure.yml").read_text())
+    assert configure[0]["ansible.builtin.include_role"]["name"] == "pyops.webstack.app_server"
+    assert configure[-1]["ansible.builtin.set_fact"] == {f"{entry['facts']}_changed": "{{ app_server_changed }}"}
+    assert not (ROLES / role / "templates/socket.yml.j2").exists(), "the socket unit is app_server's"
+
+
+@pytest.mark.parametrize("server", list(webstack.SERVERS))
+def test_each_server_is_in_the_readmes(server):
+    readme = (ROOT / "README.md").read_text()
+    assert re.search(rf"^\| `{server}` \| `\w+_pass`", readme, re.M), "the project README's server table"
+    assert re.search(rf"server: gunicorn\s+# .*\b{server}\b", readme), "the webstack_apps example's comment"
+    assert f"`{server}`" in (ROLES / "python_app/README.md").read_text(), "python_app_server's values"
