@@ -8,6 +8,8 @@ import pytest
 from webstack_verify import http
 
 SYNC = "sync.test"
+# The checks sit in hello-sync's locations; auth_request asks hello-uwsgi.
+pytestmark = pytest.mark.apps("hello-sync", "hello-uwsgi")
 
 
 def journal(host, unit):

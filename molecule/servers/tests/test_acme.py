@@ -12,6 +12,7 @@ import pytest
 from webstack_verify import FETCH_TLS, http, https
 
 NAME = "acme.test"
+pytestmark = pytest.mark.apps("hello-acme", "hello-tls")
 CERT = "/var/lib/webstack-acme/hello-acme/fullchain.pem"
 ROOT = "/root/pebble-root.pem"
 SSLYZE = os.environ.get("WEBSTACK_SSLYZE", str(pathlib.Path(__file__).resolve().parents[3] / ".cache/sslyze/bin/sslyze"))

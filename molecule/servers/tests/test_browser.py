@@ -13,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 NAME = "tls.test"
+pytestmark = pytest.mark.apps("hello-tls")
 CERT = "/etc/nginx/tls/hello-tls/fullchain.pem"
 
 

@@ -6,6 +6,9 @@ import json
 import pytest
 from webstack_verify import http
 
+# The limits are checked on hello-sync's server (sync.test).
+pytestmark = pytest.mark.apps("hello-sync")
+
 # argv: address, Host, count. Sends count requests back to back over one keep-alive connection
 # and prints how many got each status.
 BURST = r"""

@@ -98,6 +98,7 @@ def test_a_prefix_without_its_slash_redirects_to_it(host, app):
     assert response["headers"]["location"].endswith(f"{server_name}{prefix}/")
 
 
+@pytest.mark.apps("hello-gthread")
 def test_apps_sharing_a_host_name_share_one_server(host, apps_here):
     site = host.file("/etc/nginx/sites-enabled/hello-gthread.conf").content_string
     sharing = [app for app in ("hello-gevent", "hello-uwsgi", "hello-scgi") if app in apps_here]
@@ -132,11 +133,13 @@ def test_venv_holds_only_its_server(host, app):
     assert (host.file(release_dir(host, app) + "/venv/bin/uwsgi").exists) == (server == "uwsgi")
 
 
+@pytest.mark.apps("hello-uwsgi")
 def test_uwsgi_build_packages_are_gone(host):
     for package in ("gcc", "python3-dev"):
         assert not host.package(package).is_installed, f"{package} was kept after building uWSGI"
 
 
+@pytest.mark.apps("hello-uwsgi")
 def test_uwsgi_ini(host):
     ini = host.file(release_dir(host, "hello-uwsgi") + "/uwsgi.ini").content_string
     for line in ("master = true", "need-app = true", "die-on-term = true", "buffer-size = 32768",
@@ -149,6 +152,7 @@ def main_and_workers(host, app):
     return master, {p.pid for p in host.process.filter(user=app)} - {master}
 
 
+@pytest.mark.apps("hello-uwsgi")
 def test_uwsgi_graceful_reload_fails_no_request(host):
     master_before, workers_before = main_and_workers(host, "hello-uwsgi")
     result = load_during(host, "apps.test", "systemctl reload hello-uwsgi.service", path="/uwsgi/api/info")
@@ -209,6 +213,7 @@ def test_the_app_sees_the_matched_host_never_the_raw_header(host, app):
     assert json.loads(response["body"])["host"] == server_name
 
 
+@pytest.mark.apps("hello-sync")
 def test_env_values_reach_the_app_exactly(host):
     env = process_env(host, "hello-sync")
     assert env["HELLO_AWKWARD"] == "two\nlines \"double\" 'single' back\\slash $HOME `id` Grüß"

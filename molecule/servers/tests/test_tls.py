@@ -11,6 +11,7 @@ from webstack_verify import http
 from webstack_verify import https as verify_https
 
 NAME = "tls.test"
+pytestmark = pytest.mark.apps("hello-tls")
 HSTS = "max-age=63072000"
 
 
