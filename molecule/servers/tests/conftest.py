@@ -13,7 +13,7 @@ def pytest_configure(config):
 
 def scenario_apps(host):
     """Every app of molecule.yml's servers_apps, and those this host runs: all of them, or the
-    servers_apps_here subset a host names (Debian 12 runs five of the eleven)."""
+    servers_apps_here subset a host names in its host_vars."""
     variables = host.ansible.get_variables()
     every = {app["name"] for app in variables["servers_apps"]}
     here = variables.get("servers_apps_here")
