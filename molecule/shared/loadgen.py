@@ -1,7 +1,8 @@
 """Requests through nginx from inside a test host, counting every failure; prints JSON.
 
 Runs CLIENTS threads sending GET PATH with Host HOST to 127.0.0.1:80 until SECONDS pass, or
-until STOP_FILE exists. With COMMAND, runs it a third of the way in. A failure is any answer
+until STOP_FILE exists; each at most RATE requests/s (0: as fast as it can; a paced load leaves
+the CPU to the run under test, where unpaced clients on two cores slowed every task 3-fold). With COMMAND, runs it a third of the way in. A failure is any answer
 but 200, or any exception (reset, refused, timeout). Usable as `python3 loadgen.py ...` (in a
 side effect, run in the background) or as `python3 -c "$(cat loadgen.py)" ...` (testinfra).
 """
@@ -21,6 +22,7 @@ def main():
     parser.add_argument("--path", default="/api/info")
     parser.add_argument("--seconds", type=float, default=6)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--rate", type=float, default=0)
     parser.add_argument("--command", default="")
     parser.add_argument("--stop-file", default="")
     parser.add_argument("--out", default="")
@@ -35,7 +37,11 @@ def main():
         return time.monotonic() < stop and not (args.stop_file and os.path.exists(args.stop_file))
 
     def client():
+        due = time.monotonic()
         while running():
+            if args.rate:
+                due += 1 / args.rate
+                time.sleep(max(0.0, due - time.monotonic()))
             started = time.monotonic()
             error, release = None, None
             try:
