@@ -317,6 +317,11 @@ def test_deploy_picks_apps_by_name():
         webstack.webstack_select_apps(apps, "a,shop")
     with pytest.raises(AnsibleFilterError, match=r"'gone' is not a present app"):
         webstack.webstack_select_apps(apps, "gone")
+    # site.yml: absent apps too, to remove them
+    assert [a["name"] for a in webstack.webstack_select_apps(apps, absent=True)] == ["a", "b", "c", "gone"]
+    assert [a["name"] for a in webstack.webstack_select_apps(apps, "gone,b", absent=True)] == ["b", "gone"]
+    with pytest.raises(AnsibleFilterError, match=r"'shop' is not an app of webstack_apps .*there are: a, b, c, gone"):
+        webstack.webstack_select_apps(apps, "shop", absent=True)
 
 
 @pytest.mark.parametrize("source", [

@@ -467,22 +467,24 @@ def webstack_lead_hosts(hosts, hostvars):
     return leads
 
 
-def webstack_select_apps(apps, names=""):
-    """The present apps named in ``names`` ("a,b" or a list; empty: all), for deploy and rollback.
+def webstack_select_apps(apps, names="", absent=False):
+    """The apps named in ``names`` ("a,b" or a list; empty: all), for site.yml, deploy and rollback.
 
-    ``apps`` is the output of :func:`webstack_apps`. A name that is not a present app fails,
-    naming the ones there are.
+    ``apps`` is the output of :func:`webstack_apps`. Only present apps, unless ``absent`` (site.yml,
+    which removes the apps set absent). A name that is not among them fails, naming the ones there
+    are.
     """
     wanted = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names or [])
     wanted = [n for n in wanted if n]
-    present = [app for app in apps if app["state"] == "present"]
-    known = [app["name"] for app in present]
+    pool = [app for app in apps if absent or app["state"] == "present"]
+    known = [app["name"] for app in pool]
     unknown = [n for n in wanted if n not in known]
     if unknown:
+        kind = "an app" if absent else "a present app"
         raise AnsibleFilterError(
-            f"webstack_deploy_apps: {', '.join(map(repr, unknown))} is not a present app of webstack_apps "
+            f"webstack_deploy_apps: {', '.join(map(repr, unknown))} is not {kind} of webstack_apps "
             f"(there are: {', '.join(known) or 'none'})")
-    return [app for app in present if not wanted or app["name"] in wanted]
+    return [app for app in pool if not wanted or app["name"] in wanted]
 
 
 def webstack_databases(apps, layout):
