@@ -1033,3 +1033,39 @@ def test_the_flup_runner_tells_systemd_it_is_ready(rendered, tmp_path, monkeypat
         monkeypatch.setenv("NOTIFY_SOCKET", path)
         namespace["notify_ready"]()
         assert listener.recv(64) == b"READY=1"
+
+
+def test_the_flup_runner_stops_at_once_on_sigterm(rendered, tmp_path):
+    """systemd stops flup with SIGTERM. flup's prefork parent waits in select() with no timeout, and
+    since PEP 475 a signal no longer interrupts it: without the runner's ceiling it only died at
+    TimeoutStopSec's SIGKILL, 30 s into every restart, switch and rollback."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    sock = tmp_path / "app.sock"
+    source = re.sub(r'(?m)^    bind = .*$', f"    bind = {str(sock)!r}",
+                    read(rendered, "flup_fastcgi", "webstack_flup.py"), count=1)
+    (tmp_path / "webstack_flup.py").write_text(source)
+    (tmp_path / "webstack_wsgi.py").write_text(
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'ok']\n")
+    runner = subprocess.Popen([sys.executable, str(tmp_path / "webstack_flup.py")], cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 20
+        while not sock.exists():
+            assert runner.poll() is None, "the runner exited before binding its socket"
+            assert time.monotonic() < deadline, "the runner never bound its socket"
+            time.sleep(0.1)
+        time.sleep(1)  # the children are forked and idle in accept()
+        runner.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        runner.wait(timeout=15)
+        assert time.monotonic() - started < 5
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
