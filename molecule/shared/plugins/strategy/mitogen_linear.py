@@ -9,14 +9,18 @@ its transport (pipelining, become_user postgres through acl) is still tested as 
 
 The controller's own tasks (Molecule's create and destroy, delegate_to: localhost) stay on
 Ansible's local connection: under Mitogen, an async docker_container never finished.
+WEBSTACK_MITOGEN_LOCAL=1 gives it to Mitogen too, for the fast tests' localhost playbooks.
 """
+
+import os
 
 import ansible_mitogen.loaders
 import ansible_mitogen.strategy
 
-ansible_mitogen.strategy.REDIRECTED_CONNECTION_PLUGINS = tuple(
-    name for name in ansible_mitogen.strategy.REDIRECTED_CONNECTION_PLUGINS if name != "local"
-)
+if not os.environ.get("WEBSTACK_MITOGEN_LOCAL"):
+    ansible_mitogen.strategy.REDIRECTED_CONNECTION_PLUGINS = tuple(
+        name for name in ansible_mitogen.strategy.REDIRECTED_CONNECTION_PLUGINS if name != "local"
+    )
 Base = ansible_mitogen.loaders.strategy_loader.get("linear", class_only=True)
 
 
