@@ -9,7 +9,7 @@ import json
 import pytest
 import yaml
 
-from webstack_testlib import MITOGEN, ansible_env, run
+from webstack_testlib import run_local_playbook
 
 SITE = {"name": "hello", "server_names": ["localhost"], "upstream": {"servers": ["unix:/run/hello.sock"]}}
 
@@ -190,7 +190,7 @@ def outcomes(tmp_path_factory):
         "content": "{{ outcomes | to_json }}", "dest": str(out / "outcomes.json"), "mode": "0644"}}]})
     playbook = out / "validate.yml"
     playbook.write_text(yaml.safe_dump(plays, sort_keys=False))
-    run(["ansible-playbook", "-i", "localhost,", str(playbook)], env=ansible_env(**MITOGEN))
+    run_local_playbook(playbook)
     return json.loads((out / "outcomes.json").read_text())
 
 

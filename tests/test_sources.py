@@ -11,7 +11,7 @@ import zipfile
 import pytest
 import yaml
 
-from webstack_testlib import MITOGEN, ROOT, ansible_env, run
+from webstack_testlib import ROOT, run_local_playbook
 
 APP = ROOT / "apps" / "hello"
 
@@ -75,7 +75,7 @@ def resolved(tmp_path_factory):
                       "content": "{{ outcomes | to_json }}", "dest": str(tmp_path / "out.json"), "mode": "0644"}}]})
     playbook = tmp_path / "sources.yml"
     playbook.write_text(yaml.safe_dump(plays, sort_keys=False))
-    run(["ansible-playbook", "-i", "localhost,", str(playbook)], env=ansible_env(**MITOGEN))
+    run_local_playbook(playbook)
     return json.loads((tmp_path / "out.json").read_text())
 
 

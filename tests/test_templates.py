@@ -15,7 +15,7 @@ import pytest
 import yaml
 from gunicorn.config import Config
 
-from webstack_testlib import MITOGEN, ROLES, ROOT, ansible_env, run
+from webstack_testlib import ROLES, ROOT, run, run_local_playbook
 
 APP = {
     "name": "hello", "id": "abc123", "path": "/srv/hello/releases/abc123",
@@ -243,7 +243,7 @@ def rendered(tmp_path_factory):
         })
     playbook = out / "render.yml"
     playbook.write_text(yaml.safe_dump(plays, sort_keys=False))
-    run(["ansible-playbook", "-i", "localhost,", str(playbook)], env=ansible_env(**MITOGEN))
+    run_local_playbook(playbook)
     return out
 
 

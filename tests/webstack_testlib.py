@@ -39,3 +39,8 @@ def run(cmd, cwd=ROOT, env=None, check=True):
     if check and result.returncode != 0:
         pytest.fail(f"{' '.join(map(str, cmd))} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
+
+
+def run_local_playbook(playbook):
+    """One of the big localhost-only playbooks (no become), under Mitogen."""
+    return run(["ansible-playbook", "-i", "localhost,", str(playbook)], env=ansible_env(**MITOGEN))

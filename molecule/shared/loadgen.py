@@ -2,8 +2,8 @@
 
 Runs CLIENTS threads sending GET PATH with Host HOST to 127.0.0.1:80 until SECONDS pass, or
 until STOP_FILE exists; each at most RATE requests/s (0: as fast as it can; a paced load leaves
-the CPU to the run under test, where unpaced clients on two cores slowed every task 3-fold). With COMMAND, runs it a third of the way in. A failure is any answer
-but 200, or any exception (reset, refused, timeout). Usable as `python3 loadgen.py ...` (in a
+the CPU to the run under test, where unpaced clients on two cores slowed every task 3-fold).
+With COMMAND, runs it a third of the way in. A failure is any answer but 200, or any exception (reset, refused, timeout). Usable as `python3 loadgen.py ...` (in a
 side effect, run in the background) or as `python3 -c "$(cat loadgen.py)" ...` (testinfra).
 """
 
