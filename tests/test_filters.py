@@ -56,7 +56,7 @@ def test_absent_apps_are_kept_with_their_state():
     [
         (app(name="Hello"), r"webstack_apps\[0\]\.name"),
         (app(name="9lives"), r"webstack_apps\[0\]\.name"),
-        (app(server="tornado"), r"webstack_apps\[0\]\.server: must be one of gunicorn"),
+        (app(server="mod_perl"), r"webstack_apps\[0\]\.server: must be one of gunicorn"),
         (app(wsgi_app=""), r"webstack_apps\[0\]\.wsgi_app"),
         (app(source=None), r"webstack_apps\[0\]\.source"),
         (app(domains=[]), r"webstack_apps\[0\]\.domains"),

@@ -40,6 +40,8 @@ NGINX_FILES = [
 ]
 UWSGI_FILES = ["uwsgi.ini", "service.yml", "socket.yml"]
 FLUP_FILES = ["webstack_flup.py", "service.yml", "socket.yml"]
+TORNADO_FILES = ["webstack_tornado.py", "service.yml", "socket.yml"]
+GEVENT_FILES = ["webstack_gevent.py", "service.yml", "socket.yml"]
 
 
 def site(name, protocol, servers, keepalive=0):
@@ -136,6 +138,11 @@ CASES = {
     "flup_scgi_tcp": ("flup", FLUP_FILES, {
         "flup_app": {**APP, "listen": "127.0.0.1:9001"}, "flup_protocol": "scgi", "flup_overrides": {"max_children": 2},
     }),
+    "tornado_default": ("tornado", TORNADO_FILES, {"tornado_app": APP}),
+    "tornado_threads_tcp": ("tornado", TORNADO_FILES, {
+        "tornado_app": {**APP, "listen": "127.0.0.1:9002"}, "tornado_overrides": {"processes": 3, "threads": 4},
+    }),
+    "gevent_default": ("gevent", GEVENT_FILES, {"gevent_app": APP, "gevent_overrides": {"graceful_timeout": 5}}),
     "gunicorn_sync": ("gunicorn", GUNICORN_FILES, {"gunicorn_app": APP, "gunicorn_workers": 5}),
     "gunicorn_gthread_tcp": ("gunicorn", GUNICORN_FILES, {
         "gunicorn_app": {**APP, "listen": "0.0.0.0:8000"}, "gunicorn_workers": 3,
@@ -197,6 +204,8 @@ APP_SERVER_VARS = {
     "uwsgi": {"app_server_app": "{{ uwsgi_app }}", "app_server_backlog": "{{ uwsgi_listen }}",
               "app_server_environment": ["PYTHONDONTWRITEBYTECODE=1"]},
     "flup": {"app_server_app": "{{ flup_app }}"},
+    "tornado": {"app_server_app": "{{ tornado_app }}"},
+    "gevent": {"app_server_app": "{{ gevent_app }}"},
 }
 TEMPLATE_SOURCES = {
     ("nginx", "site.conf"): "site.conf.j2",
@@ -205,6 +214,10 @@ TEMPLATE_SOURCES = {
     ("uwsgi", "socket.yml"): str(ROLES / "app_server/templates/app_server_socket.yml.j2"),
     ("flup", "service.yml"): str(EFFECTIVE_SERVICE),
     ("flup", "socket.yml"): str(ROLES / "app_server/templates/app_server_socket.yml.j2"),
+    ("tornado", "service.yml"): str(EFFECTIVE_SERVICE),
+    ("tornado", "socket.yml"): str(ROLES / "app_server/templates/app_server_socket.yml.j2"),
+    ("gevent", "service.yml"): str(EFFECTIVE_SERVICE),
+    ("gevent", "socket.yml"): str(ROLES / "app_server/templates/app_server_socket.yml.j2"),
     ("gunicorn", "service.yml"): str(EFFECTIVE_SERVICE),
     ("gunicorn", "socket.yml"): str(ROLES / "app_server/templates/app_server_socket.yml.j2"),
     ("systemd_unit", "service"): "service.j2",
@@ -279,6 +292,167 @@ def nginx_statements(text):
         if stripped and not stripped.startswith("'"):
             assert stripped[-1] in ";{}'", f"unterminated nginx statement: {stripped!r}"
     return body
+
+
+PYTHON_RUN = {"tornado": ("tornado_default", "webstack_tornado.py"), "gevent": ("gevent_default", "webstack_gevent.py")}
+TEST_APP = """
+import json, os, time
+if os.environ.get("TEST_APP_FAILS"):
+    raise RuntimeError("this app cannot load")
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/slow":
+        time.sleep(1.5)
+    seen = {key: environ.get(key) for key in ("SCRIPT_NAME", "PATH_INFO", "REMOTE_ADDR", "wsgi.url_scheme")}
+    body = json.dumps({**seen, "pid": os.getpid(), "server": os.environ["WEBSTACK_SERVER"]}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+
+def test_python_run_servers_units(rendered):
+    for server, (case, runner) in PYTHON_RUN.items():
+        service = yaml.safe_load(read(rendered, case, "service.yml"))
+        assert service["ExecStart"] == f"/srv/hello/current/{runner}"
+        assert (service["Type"], service["NotifyAccess"], service["KillMode"]) == ("notify", "main", "mixed")
+        assert "ExecReload" not in service, "no graceful reload: a change restarts with the hand-over"
+        source = read(rendered, case, runner)
+        assert source.startswith("#!/srv/hello/releases/abc123/venv/bin/python\n"), "the release's own interpreter"
+        assert 'webstack_serve.listen_socket("/run/hello.sock")' in source
+        assert f'WEBSTACK_SERVER="{server}"' in source
+    assert yaml.safe_load(read(rendered, "gevent_default", "service.yml"))["TimeoutStopSec"] == 15
+    tcp = read(rendered, "tornado_threads_tcp", "webstack_tornado.py")
+    assert 'listen_socket("127.0.0.1:9002")' in tcp and "prefork(3," in tcp and "THREADS = 4" in tcp
+    assert 'WEBSTACK_WORKER_CLASS="prefork+threads"' in tcp
+    assert 'WEBSTACK_WORKER_CLASS="prefork+ioloop"' in read(rendered, "tornado_default", "webstack_tornado.py")
+
+
+class Runner:
+    """A rendered runner started by hand in a directory of its own, as the unit would start it
+    from the release: the runner, webstack_serve.py and a test app, on a unix socket there."""
+
+    def __init__(self, rendered, server, tmp_path, env=None):
+        import subprocess
+
+        case, name = PYTHON_RUN[server]
+        self.sock = tmp_path / "app.sock"
+        source = read(rendered, case, name).replace('listen_socket("/run/hello.sock")', f"listen_socket({str(self.sock)!r})")
+        (tmp_path / name).write_text(source)
+        (tmp_path / "webstack_serve.py").write_text((ROLES / "app_server/files/webstack_serve.py").read_text())
+        (tmp_path / "webstack_wsgi.py").write_text(TEST_APP)
+        self.notify = tmp_path / "notify"
+        import socket
+
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.listener.bind(str(self.notify))
+        self.process = subprocess.Popen([sys.executable, str(tmp_path / name)], cwd=tmp_path, start_new_session=True,
+                                        env={"PATH": "/usr/bin:/bin", "NOTIFY_SOCKET": str(self.notify), **(env or {})})
+
+    def ready(self, timeout=20):
+        """What the runner told systemd, or None if it said nothing in time."""
+        self.listener.settimeout(timeout)
+        try:
+            return self.listener.recv(64)
+        except TimeoutError:
+            return None
+
+    def get(self, path, timeout=10, **headers):
+        import socket
+
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(str(self.sock))
+            lines = [f"GET {path} HTTP/1.0", "Host: hello.test"] + [f"{k.replace('_', '-')}: {v}" for k, v in headers.items()]
+            conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+            data = b""
+            while chunk := conn.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        return int(head.split()[1]), json.loads(body)
+
+    def close(self):
+        """Kill whatever is left of its process group (a parent killed leaves its children)."""
+        import os
+        import signal
+
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+        self.listener.close()
+
+
+@pytest.fixture
+def runner(rendered, tmp_path):
+    started = []
+
+    def start(server, env=None):
+        started.append(Runner(rendered, server, tmp_path, env))
+        return started[-1]
+
+    yield start
+    for each in started:
+        each.close()
+
+
+@pytest.mark.parametrize("server", list(PYTHON_RUN))
+def test_python_run_server_is_ready_only_when_serving_and_mounts_as_nginx_says(runner, server):
+    app = runner(server)
+    assert app.ready() == b"READY=1"
+    status, seen = app.get("/pre/hello/x?q=1", X_Forwarded_Prefix="/pre", X_Real_IP="203.0.113.9",
+                           X_Forwarded_Proto="https")
+    assert status == 200
+    assert (seen["SCRIPT_NAME"], seen["PATH_INFO"]) == ("/pre", "/hello/x")
+    assert (seen["REMOTE_ADDR"], seen["wsgi.url_scheme"]) == ("203.0.113.9", "https")
+    assert seen["server"] == server
+    assert app.get("/prefixed/x", X_Forwarded_Prefix="/pre")[1]["PATH_INFO"] == "/prefixed/x", "only a whole segment"
+    assert app.get("/x")[1]["SCRIPT_NAME"] in ("", None)
+
+
+@pytest.mark.parametrize("server", list(PYTHON_RUN))
+def test_python_run_server_finishes_requests_on_sigterm(runner, server):
+    import os
+    import signal
+    import threading
+    import time
+
+    app = runner(server)
+    assert app.ready() == b"READY=1"
+    answers = []
+    slow = threading.Thread(target=lambda: answers.append(app.get("/slow")))
+    slow.start()
+    time.sleep(0.4)
+    app.process.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    slow.join(10)
+    assert answers and answers[0][0] == 200, "the request under way was cut"
+    assert app.process.wait(timeout=10) == 0
+    assert time.monotonic() - started < 5
+    with pytest.raises(ProcessLookupError):
+        os.killpg(app.process.pid, 0)  # its session holds no process: every child stopped first
+
+
+@pytest.mark.parametrize("server", list(PYTHON_RUN))
+def test_python_run_server_that_cannot_load_the_app_fails_its_start(runner, server):
+    app = runner(server, {"TEST_APP_FAILS": "1"})
+    assert app.process.wait(timeout=20) == 1
+    assert app.ready(timeout=0.5) is None, "never READY"
+
+
+@pytest.mark.parametrize("server", list(PYTHON_RUN))
+def test_python_run_server_replaces_a_process_that_dies(runner, server):
+    import os
+    import signal
+    import time
+
+    app = runner(server)
+    assert app.ready() == b"READY=1"
+    victim = app.get("/x")[1]["pid"]
+    os.kill(victim, signal.SIGKILL)
+    time.sleep(2)
+    pids = {app.get("/x")[1]["pid"] for _ in range(30)}
+    assert victim not in pids and len(pids) >= 1
+    assert app.process.poll() is None
 
 
 @pytest.mark.parametrize("case", [c for c, v in CASES.items() if v[0] == "nginx"])

@@ -18,13 +18,16 @@ APPS = {
     "hello-uwsgi": ("apps.test", "/uwsgi", "uwsgi", "prefork+threads", "uwsgi_pass"),
     "hello-fcgi": ("fcgi.test", "", "flup-fastcgi", "prefork", "fastcgi_pass"),
     "hello-scgi": ("apps.test", "/scgi", "flup-scgi", "prefork", "scgi_pass"),
+    "hello-tornado": ("apps.test", "/tornado", "tornado", "prefork+ioloop", "proxy_pass"),
+    "hello-pywsgi": ("pywsgi.test", "", "gevent", "prefork+greenlets", "proxy_pass"),
 }
 GREETING = {
     "hello-sync": "sync", "hello-gthread": "gthread", "hello-gevent": "gevent",
-    "hello-uwsgi": "uwsgi", "hello-fcgi": "fastcgi", "hello-scgi": "scgi",
+    "hello-uwsgi": "uwsgi", "hello-fcgi": "fastcgi", "hello-scgi": "scgi", "hello-tornado": "tornado",
+    "hello-pywsgi": "pywsgi",
 }
 # The site file of each server: named after the app at its root.
-SITE = {"sync.test": "hello-sync", "apps.test": "hello-gthread", "fcgi.test": "hello-fcgi"}
+SITE = {"sync.test": "hello-sync", "apps.test": "hello-gthread", "fcgi.test": "hello-fcgi", "pywsgi.test": "hello-pywsgi"}
 each_app = pytest.mark.parametrize("app", list(APPS))
 
 
@@ -101,7 +104,7 @@ def test_a_prefix_without_its_slash_redirects_to_it(host, app):
 @pytest.mark.apps("hello-gthread")
 def test_apps_sharing_a_host_name_share_one_server(host, apps_here):
     site = host.file("/etc/nginx/sites-enabled/hello-gthread.conf").content_string
-    sharing = [app for app in ("hello-gevent", "hello-uwsgi", "hello-scgi") if app in apps_here]
+    sharing = [app for app in ("hello-gevent", "hello-uwsgi", "hello-scgi", "hello-tornado") if app in apps_here]
     assert sharing, "no app shares apps.test with hello-gthread on this host"
     for app in sharing:
         assert not host.file(f"/etc/nginx/sites-enabled/{app}.conf").exists, "no site of its own"
@@ -128,8 +131,9 @@ def site_packages(host, app, package):
 def test_venv_holds_only_its_server(host, app):
     server = APPS[app][2]
     assert site_packages(host, app, "gunicorn") == (server == "gunicorn")
-    assert site_packages(host, app, "gevent") == (app == "hello-gevent"), "gevent only when chosen"
+    assert site_packages(host, app, "gevent") == (app in ("hello-gevent", "hello-pywsgi")), "gevent only when chosen"
     assert site_packages(host, app, "flup") == server.startswith("flup")
+    assert site_packages(host, app, "tornado") == (server == "tornado")
     assert (host.file(release_dir(host, app) + "/venv/bin/uwsgi").exists) == (server == "uwsgi")
 
 
@@ -163,7 +167,7 @@ def test_uwsgi_graceful_reload_fails_no_request(host):
     assert workers_before and workers_after and not workers_before & workers_after, "workers replaced"
 
 
-@pytest.mark.parametrize("app", ["hello-fcgi", "hello-scgi", "hello-gthread"])
+@pytest.mark.parametrize("app", ["hello-fcgi", "hello-scgi", "hello-gthread", "hello-tornado", "hello-pywsgi"])
 def test_restart_under_load_fails_no_request(host, app):
     result = load_during(host, APPS[app][0], f"systemctl restart {app}.service", path=APPS[app][1] + "/api/info")
     assert result["ok"] > 20
