@@ -90,3 +90,29 @@ def test_the_filter_emits_only_what_the_nginx_spec_accepts():
             for key in ("upstream", "static"):
                 for value in (mount[key] if isinstance(mount[key], list) else [mount[key]]):
                     assert set(value) <= set(spec["mounts"]["options"][key]["options"]), (key, value)
+
+
+def _registered(tasks):
+    for task in tasks or []:
+        if not isinstance(task, dict):
+            continue
+        if "register" in task:
+            yield task["register"]
+        for key in ("block", "rescue", "always"):
+            yield from _registered(task.get(key))
+
+
+def test_no_task_registers_over_a_role_variable():
+    """A registered result outranks role vars and defaults for the rest of the play: a task that
+    registers a role variable's name changes it for that role's next call on the host (app_server
+    once registered _app_server_files, and its second app looped over a result dict)."""
+    variables = {}
+    for role in ROLE_NAMES:
+        for part in ("defaults", "vars"):
+            if ROLES.joinpath(role, part, "main.yml").exists():
+                variables.update(dict.fromkeys(load(role, part, "main.yml"), f"{role}/{part}"))
+    clashes = [f"{path.relative_to(ROLES)} registers {name} ({variables[name]})"
+               for path in sorted(ROLES.glob("*/tasks/*.yml"))
+               for name in _registered(yaml.safe_load(path.read_text()))
+               if name in variables]
+    assert not clashes, clashes
