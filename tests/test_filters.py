@@ -112,7 +112,8 @@ def test_not_a_list_is_refused():
 def test_filters_are_registered():
     assert set(webstack.FilterModule().filters()) == {
         "webstack_apps", "webstack_nginx_sites", "webstack_bad_server_names", "systemd_env_value",
-        "webstack_select_apps", "webstack_source_problem", "webstack_layout", "webstack_databases",
+        "webstack_select_apps", "webstack_unused_server_packages", "webstack_source_problem", "webstack_layout",
+        "webstack_databases",
         "webstack_database_url", "webstack_firewall_rules", "webstack_python_app_vars", "nginx_features",
         "nginx_subject_alt_names", "nginx_access_problems", "nginx_certificate_path", "webstack_lead_hosts",
     }
@@ -684,3 +685,16 @@ def test_the_lead_host_is_the_first_of_the_play_that_runs_the_app():
     }
     assert webstack.webstack_lead_hosts(["a", "b", "c", "d"], hostvars) == {"blog": "a", "shop": "b", "hello": "b"}
     assert webstack.webstack_lead_hosts(["c", "b"], hostvars) == {"hello": "c", "shop": "b"}, "the play's order"
+
+
+def test_a_cgi_app_gets_fastcgi_with_its_script_and_fcgiwrap_goes_with_the_last_one():
+    given = [app(server="cgi"), app(name="blog", domains=["blog.test"])]
+    apps = webstack.webstack_apps(given)
+    assert apps[0]["protocol"] == "fastcgi"
+    [site, other] = webstack.webstack_nginx_sites(given)
+    assert site["upstream"]["script"] == "/srv/hello/current/webstack_cgi.py"
+    assert "script" not in other["upstream"]
+    assert webstack.webstack_unused_server_packages(apps) == []
+    assert webstack.webstack_unused_server_packages(apps[1:]) == ["fcgiwrap"]
+    gone = webstack.webstack_apps([app(server="cgi", state="absent")])
+    assert webstack.webstack_unused_server_packages(gone) == ["fcgiwrap"]

@@ -91,6 +91,12 @@ def test_fastcgi_lengths_and_records():
     assert record[:8] == struct.pack(">BBHHBx", 1, 5, 1, 3, 5) and len(record) == 16
 
 
+def test_fastcgi_names_the_script_only_when_asked():
+    assert b"SCRIPT_FILENAME/srv/a/current/webstack_cgi.py" in probe.request_bytes(
+        "fastcgi", "a.test", "/healthz", "/srv/a/current/webstack_cgi.py")
+    assert b"SCRIPT_FILENAME" not in probe.request_bytes("fastcgi", "a.test", "/healthz")
+
+
 @pytest.mark.parametrize(("response", "status"), [
     (b"HTTP/1.1 404 Not Found\r\nA: b\r\n\r\nbody", 404),
     (b"Status: 503 Busy\r\nContent-Type: text/plain\r\n\r\n", 503),

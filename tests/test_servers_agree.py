@@ -70,3 +70,16 @@ def test_each_server_is_in_the_readmes(server):
     assert re.search(rf"^\| `{server}` \| `\w+_pass`", readme, re.M), "the project README's server table"
     assert re.search(rf"server: gunicorn\s+# .*\b{server}\b", readme), "the webstack_apps example's comment"
     assert f"`{server}`" in (ROLES / "python_app/README.md").read_text(), "python_app_server's values"
+
+
+def test_the_cgi_script_and_packages_agree_with_the_roles():
+    for server, script in webstack.SERVER_SCRIPTS.items():
+        assert PYTHON_APP_SERVERS[server]["script"] == script, "the health probe names the script nginx names"
+        role = PYTHON_APP_SERVERS[server]["role"].rsplit(".", 1)[1]
+        assert (ROLES / role / "templates" / f"{script}.j2").is_file()
+    assert [s for s, e in PYTHON_APP_SERVERS.items() if "script" in e] == list(webstack.SERVER_SCRIPTS)
+    for server, packages in webstack.SERVER_HOST_PACKAGES.items():
+        entry = PYTHON_APP_SERVERS[server]
+        [task] = yaml.safe_load((ROLES / entry["role"].rsplit(".", 1)[1] / "tasks/packages.yml").read_text())
+        runtime = task["ansible.builtin.set_fact"][f"{entry['facts']}_packages"]["runtime"]
+        assert runtime == packages, f"{server}: site.yml removes what its role installs"

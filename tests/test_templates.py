@@ -5,6 +5,7 @@ files, then the case's variables (later vars_files win), and renders the role's 
 """
 
 import hashlib
+import importlib.util
 import json
 import pathlib
 import re
@@ -42,6 +43,7 @@ UWSGI_FILES = ["uwsgi.ini", "service.yml", "socket.yml"]
 FLUP_FILES = ["webstack_flup.py", "service.yml", "socket.yml"]
 TORNADO_FILES = ["webstack_tornado.py", "service.yml", "socket.yml"]
 GEVENT_FILES = ["webstack_gevent.py", "service.yml", "socket.yml"]
+CGI_FILES = ["webstack_cgi.py", "service.yml", "socket.yml"]
 
 
 def site(name, protocol, servers, keepalive=0):
@@ -80,6 +82,14 @@ DRAINED_SITE = {**site("uwd", "uwsgi", ["10.0.0.5:8001", "10.0.0.6:8001", "10.0.
                 "upstream": {"protocol": "uwsgi", "servers": ["10.0.0.5:8001", "10.0.0.6:8001", "10.0.0.7:8001"],
                              "down": ["10.0.0.6:8001"], "max_fails": 2, "fail_timeout": "5s", "next_upstream_tries": 3}}
 SCGI_SITE = site("sc", "scgi", ["unix:/run/sc.sock"])
+# A CGI app (fcgiwrap) under a prefix, checked by auth_request to itself.
+CGI_SITE = {
+    **site("web", "fastcgi", ["unix:/run/web.sock"]),
+    "mounts": [{"name": "old", "prefix": "/old/",
+                "upstream": {"protocol": "fastcgi", "servers": ["unix:/run/old.sock"],
+                             "script": "/srv/old/current/webstack_cgi.py"},
+                "access": [{"location": "/old/admin/", "auth_request": {"path": "/api/auth"}}]}],
+}
 # Guarded locations: a Lua token check on the root app, auth_request to the app itself, and to
 # an app under a prefix that speaks uwsgi.
 ACCESS_SITE = {
@@ -127,6 +137,7 @@ CASES = {
     "nginx_fastcgi_tcp": ("nginx", NGINX_FILES, {"nginx_ipv6": False, "nginx_sites": [FCGI_SITE], "site": FCGI_SITE}),
     "nginx_drained": ("nginx", NGINX_FILES, {"nginx_ipv6": False, "nginx_sites": [DRAINED_SITE], "site": DRAINED_SITE}),
     "nginx_scgi": ("nginx", NGINX_FILES, {"nginx_ipv6": False, "nginx_sites": [SCGI_SITE], "site": SCGI_SITE}),
+    "nginx_cgi": ("nginx", NGINX_FILES, {"nginx_ipv6": False, "nginx_sites": [CGI_SITE], "site": CGI_SITE}),
     "nginx_prefixed": ("nginx", NGINX_FILES, {"nginx_ipv6": False, "nginx_sites": [PREFIXED_SITE], "site": PREFIXED_SITE}),
     "nginx_no_root": ("nginx", NGINX_FILES, {"nginx_ipv6": False, "nginx_sites": [NO_ROOT_SITE], "site": NO_ROOT_SITE}),
     "uwsgi_default": ("uwsgi", UWSGI_FILES, {"uwsgi_app": APP, "uwsgi_processes": 5}),
@@ -143,6 +154,7 @@ CASES = {
         "tornado_app": {**APP, "listen": "127.0.0.1:9002"}, "tornado_overrides": {"processes": 3, "threads": 4},
     }),
     "gevent_default": ("gevent", GEVENT_FILES, {"gevent_app": APP, "gevent_overrides": {"graceful_timeout": 5}}),
+    "cgi_default": ("cgi", CGI_FILES, {"cgi_app": APP, "cgi_overrides": {"processes": 3}}),
     "gunicorn_sync": ("gunicorn", GUNICORN_FILES, {"gunicorn_app": APP, "gunicorn_workers": 5}),
     "gunicorn_gthread_tcp": ("gunicorn", GUNICORN_FILES, {
         "gunicorn_app": {**APP, "listen": "0.0.0.0:8000"}, "gunicorn_workers": 3,
@@ -206,6 +218,7 @@ APP_SERVER_VARS = {
     "flup": {"app_server_app": "{{ flup_app }}"},
     "tornado": {"app_server_app": "{{ tornado_app }}"},
     "gevent": {"app_server_app": "{{ gevent_app }}"},
+    "cgi": {"app_server_app": "{{ cgi_app }}"},
 }
 TEMPLATE_SOURCES = {
     ("nginx", "site.conf"): "site.conf.j2",
@@ -218,6 +231,8 @@ TEMPLATE_SOURCES = {
     ("tornado", "socket.yml"): str(ROLES / "app_server/templates/app_server_socket.yml.j2"),
     ("gevent", "service.yml"): str(EFFECTIVE_SERVICE),
     ("gevent", "socket.yml"): str(ROLES / "app_server/templates/app_server_socket.yml.j2"),
+    ("cgi", "service.yml"): str(EFFECTIVE_SERVICE),
+    ("cgi", "socket.yml"): str(ROLES / "app_server/templates/app_server_socket.yml.j2"),
     ("gunicorn", "service.yml"): str(EFFECTIVE_SERVICE),
     ("gunicorn", "socket.yml"): str(ROLES / "app_server/templates/app_server_socket.yml.j2"),
     ("systemd_unit", "service"): "service.j2",
@@ -453,6 +468,67 @@ def test_python_run_server_replaces_a_process_that_dies(runner, server):
     pids = {app.get("/x")[1]["pid"] for _ in range(30)}
     assert victim not in pids and len(pids) >= 1
     assert app.process.poll() is None
+
+
+def test_nginx_names_the_cgi_script_only_for_the_cgi_app(rendered):
+    text = read(rendered, "nginx_cgi", "site.conf")
+    found = {loc: body for loc, body in re.findall(r"location ([^{]+?) \{(.*?)\n    \}", text, re.S)}
+    script = "fastcgi_param SCRIPT_FILENAME /srv/old/current/webstack_cgi.py;"
+    assert script in found["/old/"] and script in found["/old/admin/"]
+    [check] = [body for loc, body in found.items() if loc.startswith("= /_webstack_access/")]
+    assert script in check, "the auth_request subrequest runs the same script"
+    assert "SCRIPT_FILENAME" not in found["/"], "a FastCGI app that is its own server gets none"
+
+
+def test_cgi_unit_runs_a_per_app_fcgiwrap(rendered):
+    service = yaml.safe_load(read(rendered, "cgi_default", "service.yml"))
+    assert service["ExecStart"] == "/usr/sbin/fcgiwrap -c 3"
+    assert (service["User"], service["Group"]) == ("hello", "hello"), "the app's user, never www-data"
+    assert service["KillMode"] == "control-group", "SIGTERM reaches fcgiwrap's workers, not just their parent"
+    assert "ExecReload" not in service
+    socket = yaml.safe_load(read(rendered, "cgi_default", "socket.yml"))
+    assert (socket["ListenStream"], socket["SocketGroup"], socket["SocketMode"]) == ("/run/hello.sock", "www-data", "0660")
+
+
+def test_the_cgi_script_serves_one_request_with_the_apps_env(rendered, tmp_path):
+    """The rendered script run as fcgiwrap runs it: CGI variables and the body on stdin, the
+    answer on stdout. The app's variables come from the env file (systemd's quoting) where the
+    request has none, and SIGTERM does not stop it."""
+    import os
+    import subprocess
+
+    spec = importlib.util.spec_from_file_location("filters_for_cgi", ROOT / "plugins/filter/webstack.py")
+    filters = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(filters)
+    awkward = "two\nlines \"q\" $HOME `id` back\\slash"
+    env_file = tmp_path / "env"
+    inject = 'x"\nEVIL=1'
+    env_file.write_text(f"# managed\nAPP_SECRET={filters.systemd_env_value(awkward)}\n"
+                        f"INJECT={filters.systemd_env_value(inject)}\nREQUEST_METHOD=\"PUT\"\n")
+    source = read(rendered, "cgi_default", "webstack_cgi.py").replace('"/srv/hello/shared/env"', repr(str(env_file)))
+    (tmp_path / "webstack_cgi.py").write_text(source)
+    (tmp_path / "webstack_serve.py").write_text((ROLES / "app_server/files/webstack_serve.py").read_text())
+    (tmp_path / "webstack_wsgi.py").write_text(
+        "import json, os, signal, sys\n"
+        "def application(environ, start_response):\n"
+        "    body = json.dumps({k: os.environ.get(k) for k in ('APP_SECRET', 'INJECT', 'EVIL', 'WEBSTACK_SERVER')}\n"
+        "                      | {'method': environ['REQUEST_METHOD'], 'path': environ['PATH_INFO'],\n"
+        "                         'script': environ['SCRIPT_NAME'], 'body': environ['wsgi.input'].read(5).decode(),\n"
+        "                         'ignores_sigterm': signal.getsignal(signal.SIGTERM) == signal.SIG_IGN}).encode()\n"
+        "    start_response('201 Created', [('Content-Type', 'application/json')])\n"
+        "    return [body]\n")
+    request = {"PATH": "/usr/bin:/bin", "REQUEST_METHOD": "POST", "SCRIPT_NAME": "/pre", "PATH_INFO": "/x",
+               "CONTENT_LENGTH": "5", "SERVER_NAME": "hello.test", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+               "GATEWAY_INTERFACE": "CGI/1.1"}
+    done = subprocess.run([sys.executable, str(tmp_path / "webstack_cgi.py")], input=b"a=1&b", capture_output=True,
+                          env=request, cwd=tmp_path, timeout=30, check=True)
+    head, _, body = done.stdout.partition(b"\r\n\r\n")
+    assert head.startswith(b"Status: 201 Created"), done.stdout
+    seen = json.loads(body)
+    assert seen["APP_SECRET"] == awkward and seen["INJECT"] == inject and seen["EVIL"] is None
+    assert (seen["method"], seen["path"], seen["script"], seen["body"]) == ("POST", "/x", "/pre", "a=1&b")
+    assert seen["WEBSTACK_SERVER"] == "cgi" and seen["ignores_sigterm"]
+    assert not (tmp_path / "__pycache__").exists(), "no bytecode written into the release"
 
 
 @pytest.mark.parametrize("case", [c for c, v in CASES.items() if v[0] == "nginx"])

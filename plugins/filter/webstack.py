@@ -36,11 +36,17 @@ options:
 # server -> the protocol nginx speaks to it
 SERVERS = {
     "gunicorn": "http", "uwsgi": "uwsgi", "fastcgi": "fastcgi", "scgi": "scgi", "tornado": "http", "gevent": "http",
+    "cgi": "fastcgi",
 }
+# server -> the script nginx names (SCRIPT_FILENAME) in the app's live release, for servers that run one.
+SERVER_SCRIPTS = {"cgi": "webstack_cgi.py"}
+# server -> the Debian packages it runs with (its role's <role>_packages.runtime), which site.yml
+# removes from a host with the last app that uses them.
+SERVER_HOST_PACKAGES = {"cgi": ["fcgiwrap"]}
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 KNOWN_KEYS = {
     "name", "source", "wsgi_app", "server", "domains", "domains_regex", "static", "env", "secret_env",
-    "gunicorn", "uwsgi", "flup", "tornado", "gevent", "root", "state", "requirements_file", "pip_packages",
+    "gunicorn", "uwsgi", "flup", "tornado", "gevent", "cgi", "root", "state", "requirements_file", "pip_packages",
     "listen", "keepalive", "prefix", "healthcheck", "pre_activate", "keep_releases", "port", "database",
     "tls", "nginx", "access", "generated_secrets",
 }
@@ -67,7 +73,7 @@ PYTHON_APP_KEYS = (
     "name", "state", "source", "wsgi_app", "server", "root", "listen", "env", "secret_env",
     "generated_secrets", "requirements_file", "pip_packages", "pre_activate", "keep_releases",
 )
-SERVER_ROLES = ("gunicorn", "uwsgi", "flup", "tornado", "gevent")
+SERVER_ROLES = ("gunicorn", "uwsgi", "flup", "tornado", "gevent", "cgi")
 # A URL prefix an app is mounted under: "/" (the site root) or "/seg/.../".
 PREFIX_RE = re.compile(r"^/([A-Za-z0-9._~-]+/)*$")
 # A host name nginx may get as a server_name: labels of letters, digits, - and _, dot-separated,
@@ -489,6 +495,14 @@ def webstack_select_apps(apps, names="", absent=False):
     return [app for app in pool if not wanted or app["name"] in wanted]
 
 
+def webstack_unused_server_packages(apps):
+    """The Debian packages of app servers (SERVER_HOST_PACKAGES) that no present app of ``apps``
+    (the host's whole list, from :func:`webstack_apps`) runs with: site.yml removes them."""
+    used = {package for app in apps if app["state"] == "present"
+            for package in SERVER_HOST_PACKAGES.get(app["server"], [])}
+    return sorted({package for packages in SERVER_HOST_PACKAGES.values() for package in packages} - used)
+
+
 def webstack_databases(apps, layout):
     """The postgresql role's postgresql_databases for an app list: one database and login role per
     present app that asks for one, open over TCP to the app hosts that are not the db host.
@@ -539,6 +553,8 @@ def _mount(app, down=()):
     """Where nginx finds one app: its upstream and its static files, under its URL prefix."""
     base = app["prefix"].rstrip("/")
     upstream = {"protocol": app["protocol"], "servers": app["upstream_servers"], "keepalive": app["keepalive"]}
+    if app["server"] in SERVER_SCRIPTS:
+        upstream["script"] = f"{app['root']}/current/{SERVER_SCRIPTS[app['server']]}"
     drained = [server for server in app["upstream_servers"] if server in down]
     if drained:
         upstream["down"] = drained
@@ -723,6 +739,7 @@ class FilterModule:
             "webstack_nginx_sites": webstack_nginx_sites,
             "webstack_bad_server_names": bad_server_names,
             "webstack_select_apps": webstack_select_apps,
+            "webstack_unused_server_packages": webstack_unused_server_packages,
             "webstack_python_app_vars": webstack_python_app_vars,
             "webstack_lead_hosts": webstack_lead_hosts,
             "nginx_features": nginx_features,

@@ -8,7 +8,7 @@ from webstack_verify import exposure, http
 
 # Every app service, and the ACME renewal service (the nginx role's, rendered by systemd_unit).
 APP_UNITS = ["hello-sync", "hello-gthread", "hello-gevent", "hello-uwsgi", "hello-fcgi", "hello-scgi",
-             "hello-tornado", "hello-pywsgi", "hello-tls", "hello-acme", "hello-keep", "hello-nokeep",
+             "hello-tornado", "hello-pywsgi", "hello-cgi", "hello-tls", "hello-acme", "hello-keep", "hello-nokeep",
              "webstack-acme-renew"]
 
 

@@ -20,14 +20,13 @@ APPS = {
     "hello-scgi": ("apps.test", "/scgi", "flup-scgi", "prefork", "scgi_pass"),
     "hello-tornado": ("apps.test", "/tornado", "tornado", "prefork+ioloop", "proxy_pass"),
     "hello-pywsgi": ("pywsgi.test", "", "gevent", "prefork+greenlets", "proxy_pass"),
+    "hello-cgi": ("apps.test", "/cgi", "cgi", "process-per-request", "fastcgi_pass"),
 }
 GREETING = {
     "hello-sync": "sync", "hello-gthread": "gthread", "hello-gevent": "gevent",
     "hello-uwsgi": "uwsgi", "hello-fcgi": "fastcgi", "hello-scgi": "scgi", "hello-tornado": "tornado",
-    "hello-pywsgi": "pywsgi",
+    "hello-pywsgi": "pywsgi", "hello-cgi": "cgi",
 }
-# The site file of each server: named after the app at its root.
-SITE = {"sync.test": "hello-sync", "apps.test": "hello-gthread", "fcgi.test": "hello-fcgi", "pywsgi.test": "hello-pywsgi"}
 each_app = pytest.mark.parametrize("app", list(APPS))
 
 
@@ -104,7 +103,8 @@ def test_a_prefix_without_its_slash_redirects_to_it(host, app):
 @pytest.mark.apps("hello-gthread")
 def test_apps_sharing_a_host_name_share_one_server(host, apps_here):
     site = host.file("/etc/nginx/sites-enabled/hello-gthread.conf").content_string
-    sharing = [app for app in ("hello-gevent", "hello-uwsgi", "hello-scgi", "hello-tornado") if app in apps_here]
+    sharing = [app for app in ("hello-gevent", "hello-uwsgi", "hello-scgi", "hello-tornado", "hello-cgi")
+               if app in apps_here]
     assert sharing, "no app shares apps.test with hello-gthread on this host"
     for app in sharing:
         assert not host.file(f"/etc/nginx/sites-enabled/{app}.conf").exists, "no site of its own"
@@ -112,12 +112,18 @@ def test_apps_sharing_a_host_name_share_one_server(host, apps_here):
     assert site.count("server_name apps.test;") == 1
 
 
+def site_of(host, server_name):
+    """The text of the one enabled site that answers server_name (named after one of its apps)."""
+    [path] = host.check_output("grep -l 'server_name %s;' /etc/nginx/sites-enabled/*.conf", server_name).split()
+    return host.file(path).content_string
+
+
 @each_app
 def test_socket_and_site(host, app):
     socket = host.file(f"/run/{app}.sock")
     assert socket.is_socket
     assert (socket.user, socket.group, socket.mode) == ("root", "www-data", 0o660)
-    site = host.file(f"/etc/nginx/sites-enabled/{SITE[APPS[app][0]]}.conf").content_string
+    site = site_of(host, APPS[app][0])
     assert re.search(rf"^\s*{APPS[app][4]} (http://)?{app}_app;", site, re.M)
     for unit in (f"{app}.socket", f"{app}.service"):
         assert host.service(unit).is_running
@@ -167,7 +173,7 @@ def test_uwsgi_graceful_reload_fails_no_request(host):
     assert workers_before and workers_after and not workers_before & workers_after, "workers replaced"
 
 
-@pytest.mark.parametrize("app", ["hello-fcgi", "hello-scgi", "hello-gthread", "hello-tornado", "hello-pywsgi"])
+@pytest.mark.parametrize("app", ["hello-fcgi", "hello-scgi", "hello-gthread", "hello-tornado", "hello-pywsgi", "hello-cgi"])
 def test_restart_under_load_fails_no_request(host, app):
     result = load_during(host, APPS[app][0], f"systemctl restart {app}.service", path=APPS[app][1] + "/api/info")
     assert result["ok"] > 20
@@ -223,3 +229,14 @@ def test_env_values_reach_the_app_exactly(host):
     assert env["HELLO_AWKWARD"] == "two\nlines \"double\" 'single' back\\slash $HOME `id` Grüß"
     assert env["HELLO_INJECT"] == 'x"\nINJECTED=1'
     assert "INJECTED" not in env, "a value started a second variable"
+
+
+@pytest.mark.apps("hello-cgi")
+def test_cgi_runs_a_process_per_request_as_the_app_user(host):
+    pids = {json.loads(get(host, "hello-cgi", "/api/info")["body"])["pid"] for _ in range(3)}
+    assert len(pids) == 3, "each request is a new process"
+    fcgiwrap = host.process.filter(comm="fcgiwrap")
+    assert fcgiwrap and {p.user for p in fcgiwrap} == {"hello-cgi"}, "the app's own fcgiwrap, never www-data's"
+    for unit in ("fcgiwrap.socket", "fcgiwrap.service"):
+        assert not host.service(unit).is_running and not host.service(unit).is_enabled, f"Debian's shared {unit}"
+    assert not host.socket("unix:///run/fcgiwrap.socket").is_listening

@@ -3,6 +3,7 @@ the socket systemd passes, readiness for Type=notify, a prefork pool that stops 
 SIGTERM, and the URL prefix nginx forwards. Standard library only."""
 
 import os
+import re
 import select
 import signal
 import socket
@@ -71,6 +72,20 @@ def behind_nginx(app):
         return app(environ, start_response)
 
     return mounted
+
+
+# One NAME="value" of an EnvironmentFile as python_app writes it (systemd's double-quoted form, a
+# backslash before \\ " ` $ escaping it); a value may span lines.
+ENV_ASSIGNMENT = re.compile(r'^([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"[ \t]*$', re.M)
+
+
+def read_env_file(path):
+    """The variables of the app's env file, exactly as systemd gives them to a service: for the
+    processes that systemd does not start with it (fcgiwrap hands a CGI script only the request's
+    variables)."""
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    return {name: re.sub(r'\\([\\"`$])', r"\1", value) for name, value in ENV_ASSIGNMENT.findall(text)}
 
 
 def _log(message):

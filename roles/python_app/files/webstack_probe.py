@@ -107,16 +107,18 @@ def status_of(response):
     return 200
 
 
-def request_bytes(protocol, host, path):
+def request_bytes(protocol, host, path, script=""):
     if protocol == "http":
         return http_request(host, path)
     environ = cgi_environ(host, path)
+    if script:
+        environ["SCRIPT_FILENAME"] = script
     return {"uwsgi": uwsgi_request, "scgi": scgi_request, "fastcgi": fastcgi_request}[protocol](environ)
 
 
-def probe(protocol, address, host, path, timeout):
+def probe(protocol, address, host, path, timeout, script=""):
     with connect(address, timeout) as sock:
-        sock.sendall(request_bytes(protocol, host, path))
+        sock.sendall(request_bytes(protocol, host, path, script))
         # Every protocol here closes after one answer (FastCGI: FCGI_KEEP_CONN is not set).
         chunks = []
         while chunk := sock.recv(65536):
@@ -133,9 +135,10 @@ def main(argv=None):
     parser.add_argument("--path", default="/healthz")
     parser.add_argument("--expect", type=int, default=200)
     parser.add_argument("--timeout", type=float, default=10)
+    parser.add_argument("--script", default="", help="SCRIPT_FILENAME, for a CGI runner such as fcgiwrap")
     args = parser.parse_args(argv)
     try:
-        status = probe(args.protocol, args.address, args.host, args.path, args.timeout)
+        status = probe(args.protocol, args.address, args.host, args.path, args.timeout, args.script)
     except OSError as error:
         print(f"no answer from {args.address} ({args.protocol}): {error}")
         return 2
