@@ -493,7 +493,7 @@ def test_cgi_unit_runs_a_per_app_fcgiwrap(rendered):
 def test_the_cgi_script_serves_one_request_with_the_apps_env(rendered, tmp_path):
     """The rendered script run as fcgiwrap runs it: CGI variables and the body on stdin, the
     answer on stdout. The app's variables come from the env file (systemd's quoting) where the
-    request has none, and SIGTERM does not stop it."""
+    request has none."""
     import os
     import subprocess
 
@@ -509,12 +509,11 @@ def test_the_cgi_script_serves_one_request_with_the_apps_env(rendered, tmp_path)
     (tmp_path / "webstack_cgi.py").write_text(source)
     (tmp_path / "webstack_serve.py").write_text((ROLES / "app_server/files/webstack_serve.py").read_text())
     (tmp_path / "webstack_wsgi.py").write_text(
-        "import json, os, signal, sys\n"
+        "import json, os, sys\n"
         "def application(environ, start_response):\n"
         "    body = json.dumps({k: os.environ.get(k) for k in ('APP_SECRET', 'INJECT', 'EVIL', 'WEBSTACK_SERVER')}\n"
         "                      | {'method': environ['REQUEST_METHOD'], 'path': environ['PATH_INFO'],\n"
-        "                         'script': environ['SCRIPT_NAME'], 'body': environ['wsgi.input'].read(5).decode(),\n"
-        "                         'ignores_sigterm': signal.getsignal(signal.SIGTERM) == signal.SIG_IGN}).encode()\n"
+        "                         'script': environ['SCRIPT_NAME'], 'body': environ['wsgi.input'].read(5).decode()}).encode()\n"
         "    start_response('201 Created', [('Content-Type', 'application/json')])\n"
         "    return [body]\n")
     request = {"PATH": "/usr/bin:/bin", "REQUEST_METHOD": "POST", "SCRIPT_NAME": "/pre", "PATH_INFO": "/x",
@@ -527,7 +526,7 @@ def test_the_cgi_script_serves_one_request_with_the_apps_env(rendered, tmp_path)
     seen = json.loads(body)
     assert seen["APP_SECRET"] == awkward and seen["INJECT"] == inject and seen["EVIL"] is None
     assert (seen["method"], seen["path"], seen["script"], seen["body"]) == ("POST", "/x", "/pre", "a=1&b")
-    assert seen["WEBSTACK_SERVER"] == "cgi" and seen["ignores_sigterm"]
+    assert seen["WEBSTACK_SERVER"] == "cgi"
     assert not (tmp_path / "__pycache__").exists(), "no bytecode written into the release"
 
 

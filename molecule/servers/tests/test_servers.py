@@ -173,11 +173,21 @@ def test_uwsgi_graceful_reload_fails_no_request(host):
     assert workers_before and workers_after and not workers_before & workers_after, "workers replaced"
 
 
-@pytest.mark.parametrize("app", ["hello-fcgi", "hello-scgi", "hello-gthread", "hello-tornado", "hello-pywsgi", "hello-cgi"])
+@pytest.mark.parametrize("app", ["hello-fcgi", "hello-scgi", "hello-gthread", "hello-tornado", "hello-pywsgi"])
 def test_restart_under_load_fails_no_request(host, app):
     result = load_during(host, APPS[app][0], f"systemctl restart {app}.service", path=APPS[app][1] + "/api/info")
     assert result["ok"] > 20
     assert result["failed"] == 0, result
+
+
+@pytest.mark.apps("hello-cgi")
+def test_a_cgi_restart_fails_at_most_the_requests_under_way(host):
+    """fcgiwrap cannot finish a request when it is stopped: its select() on the CGI's output is not
+    restarted after SIGTERM, so it drops the reply (roles/cgi/README.md). The hand-over serves
+    every request that comes after: at most one failure per fcgiwrap process (2 here)."""
+    result = load_during(host, "apps.test", "systemctl restart hello-cgi.service", path="/cgi/api/info")
+    assert result["ok"] > 5
+    assert result["failed"] <= 2, result
 
 
 def test_removed_app_left_nothing(host):
@@ -237,6 +247,8 @@ def test_cgi_runs_a_process_per_request_as_the_app_user(host):
     assert len(pids) == 3, "each request is a new process"
     fcgiwrap = host.process.filter(comm="fcgiwrap")
     assert fcgiwrap and {p.user for p in fcgiwrap} == {"hello-cgi"}, "the app's own fcgiwrap, never www-data's"
+    # Debian's shared one: its socket disabled (its service has no [Install]: the socket starts it).
+    assert not host.service("fcgiwrap.socket").is_enabled
     for unit in ("fcgiwrap.socket", "fcgiwrap.service"):
-        assert not host.service(unit).is_running and not host.service(unit).is_enabled, f"Debian's shared {unit}"
+        assert not host.service(unit).is_running, f"Debian's shared {unit}"
     assert not host.socket("unix:///run/fcgiwrap.socket").is_listening
