@@ -12,7 +12,7 @@ TOPOLOGY ?= one
 INVENTORY := $(if $(filter three-tier,$(TOPOLOGY)),sandboxes/three-tier,inventory)
 SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
-.PHONY: help setup engine images image-12 image-13 browser sslyze demo demo-down deploy rollback lint unit molecule test collection clean
+.PHONY: help setup engine images image-12 image-13 browser fcgiwrap sslyze demo demo-down deploy rollback lint unit molecule test collection clean
 
 help:
 	@echo "make demo     sandbox containers + site.yml + the app's answer through nginx"
@@ -69,8 +69,12 @@ lint: setup
 	yamllint --strict .
 	ansible-lint
 
-unit: setup
+unit: setup fcgiwrap
 	pytest
+
+# Debian's fcgiwrap: the fast tests stop a real one with the cgi role's ExecStop.
+fcgiwrap:
+	@command -v /usr/sbin/fcgiwrap >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fcgiwrap; }
 
 # The browser the servers scenario loads the sample app's page in (its CSP check).
 browser:

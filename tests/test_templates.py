@@ -11,6 +11,7 @@ import pathlib
 import re
 import runpy
 import sys
+import time
 
 import pytest
 import yaml
@@ -43,7 +44,7 @@ UWSGI_FILES = ["uwsgi.ini", "service.yml", "socket.yml"]
 FLUP_FILES = ["webstack_flup.py", "service.yml", "socket.yml"]
 TORNADO_FILES = ["webstack_tornado.py", "service.yml", "socket.yml"]
 GEVENT_FILES = ["webstack_gevent.py", "service.yml", "socket.yml"]
-CGI_FILES = ["webstack_cgi.py", "service.yml", "socket.yml"]
+CGI_FILES = ["webstack_cgi.py", "webstack_cgi_stop.py", "service.yml", "socket.yml"]
 
 
 def site(name, protocol, servers, keepalive=0):
@@ -470,6 +471,84 @@ def test_python_run_server_replaces_a_process_that_dies(runner, server):
     assert app.process.poll() is None
 
 
+def load_probe():
+    spec = importlib.util.spec_from_file_location("probe_for_cgi", ROLES / "python_app/files/webstack_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    return probe
+
+
+def fcgiwrap_pool(tmp_path):
+    """Debian's fcgiwrap with two workers on a unix socket, as the unit runs it (fds 0-2 only),
+    and a CGI script that answers after 1 s."""
+    import subprocess
+
+    script = tmp_path / "slow.cgi"
+    script.write_text("#!/bin/sh\nsleep 1\nprintf 'Status: 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\ndone'\n")
+    script.chmod(0o755)
+    sock = tmp_path / "fcgi.sock"
+    pool = subprocess.Popen(["/usr/sbin/fcgiwrap", "-c", "2", "-s", f"unix:{sock}"], start_new_session=True,
+                            stdin=subprocess.DEVNULL)
+    for _ in range(100):
+        if sock.exists():
+            break
+        time.sleep(0.05)
+    return pool, sock, script
+
+
+def requests_in_flight(sock, script, workers):
+    """A request to the pool for each worker, returning once every worker holds one (an fd beyond
+    0-2: the connection, the CGI's pipes); a function that waits for their statuses."""
+    import os
+    import threading
+
+    probe = load_probe()
+    statuses = []
+    threads = [threading.Thread(target=lambda: statuses.append(
+        probe.probe("fastcgi", str(sock), "hello.test", "/", 10, str(script)))) for _ in workers]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 5
+    while not all(any(int(fd) > 2 for fd in os.listdir(f"/proc/{w}/fd")) for w in workers):
+        assert time.monotonic() < deadline, "the workers never took the requests"
+        time.sleep(0.01)
+    time.sleep(0.1)  # each is relaying now: its CGI sleeps 1 s
+    return lambda: [thread.join(15) for thread in threads] and statuses
+
+
+@pytest.mark.parametrize("stopped_by", ["webstack_cgi_stop", "sigterm"])
+def test_the_cgi_stop_lets_fcgiwrap_finish_its_replies(rendered, tmp_path, stopped_by):
+    """The ExecStop of the cgi unit against the real fcgiwrap: both replies under way arrive and
+    every process is gone. The control (SIGTERM to the workers, what systemd alone would do)
+    shows what it prevents: fcgiwrap drops the replies (502)."""
+    import os
+    import signal
+    import subprocess
+
+    pool, sock, script = fcgiwrap_pool(tmp_path)
+    try:
+        workers = [int(pid) for pid in pathlib.Path(f"/proc/{pool.pid}/task/{pool.pid}/children").read_text().split()]
+        assert len(workers) == 2
+        statuses = requests_in_flight(sock, script, workers)
+        if stopped_by == "sigterm":
+            for worker in workers:
+                os.kill(worker, signal.SIGTERM)
+            assert statuses() == [502, 502], "the control: fcgiwrap drops a reply when signalled"
+            return
+        stopper = tmp_path / "webstack_cgi_stop.py"
+        stopper.write_text(read(rendered, "cgi_default", "webstack_cgi_stop.py"))
+        subprocess.run([sys.executable, str(stopper), str(pool.pid), "10"], check=True, timeout=20)
+        assert statuses() == [200, 200]
+        for worker in workers:
+            assert not pathlib.Path(f"/proc/{worker}").exists() or "Z" in pathlib.Path(f"/proc/{worker}/stat").read_text().split()[2]
+    finally:
+        try:
+            os.killpg(pool.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        pool.wait()
+
+
 def test_nginx_names_the_cgi_script_only_for_the_cgi_app(rendered):
     text = read(rendered, "nginx_cgi", "site.conf")
     found = {loc: body for loc, body in re.findall(r"location ([^{]+?) \{(.*?)\n    \}", text, re.S)}
@@ -484,7 +563,8 @@ def test_cgi_unit_runs_a_per_app_fcgiwrap(rendered):
     service = yaml.safe_load(read(rendered, "cgi_default", "service.yml"))
     assert service["ExecStart"] == "/usr/sbin/fcgiwrap -c 3"
     assert (service["User"], service["Group"]) == ("hello", "hello"), "the app's user, never www-data"
-    assert service["KillMode"] == "control-group", "SIGTERM reaches fcgiwrap's workers, not just their parent"
+    assert service["ExecStop"] == "/srv/hello/current/webstack_cgi_stop.py $MAINPID 30", "workers stop when idle"
+    assert service["KillMode"] == "control-group" and service["TimeoutStopSec"] == 35
     assert "ExecReload" not in service
     socket = yaml.safe_load(read(rendered, "cgi_default", "socket.yml"))
     assert (socket["ListenStream"], socket["SocketGroup"], socket["SocketMode"]) == ("/run/hello.sock", "www-data", "0660")
