@@ -449,6 +449,29 @@ def test_python_run_server_finishes_requests_on_sigterm(runner, server):
 
 
 @pytest.mark.parametrize("server", list(PYTHON_RUN))
+def test_python_run_server_answers_a_connection_accepted_before_sigterm(runner, server):
+    """nginx connects, the server accepts, SIGTERM comes, then the request: it must still be
+    answered (tornado closed such a connection unanswered: one 502 in a restart under load)."""
+    import signal
+    import socket
+
+    app = runner(server)
+    assert app.ready() == b"READY=1"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(10)
+        conn.connect(str(app.sock))
+        time.sleep(0.3)  # accepted by a process now
+        app.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)  # the stop is under way
+        conn.sendall(b"GET /late HTTP/1.0\r\nHost: hello.test\r\n\r\n")
+        data = b""
+        while chunk := conn.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200") or data.startswith(b"HTTP/1.0 200"), data[:100]
+    assert app.process.wait(timeout=10) == 0
+
+
+@pytest.mark.parametrize("server", list(PYTHON_RUN))
 def test_python_run_server_that_cannot_load_the_app_fails_its_start(runner, server):
     app = runner(server, {"TEST_APP_FAILS": "1"})
     assert app.process.wait(timeout=20) == 1
