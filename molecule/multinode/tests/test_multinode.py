@@ -253,14 +253,16 @@ def sample_copy(tmp_path, name, healthz_500=False):
     return source
 
 
-def deploy(tmp_path, source):
+def deploy(tmp_path, source, options=(), result_format="yaml", **settings):
+    """deploy.yml with the scenario's apps from source, each app's keys updated with settings;
+    options are more ansible-playbook arguments."""
     extra = tmp_path / f"{source.name}.json"
-    extra.write_text(json.dumps({"webstack_apps": scenario_apps(source)}))
+    extra.write_text(json.dumps({"webstack_apps": [{**app, **settings} for app in scenario_apps(source)]}))
     env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
-           "ANSIBLE_FORCE_COLOR": "0"}
+           "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_CALLBACK_RESULT_FORMAT": result_format}
     return subprocess.run(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
                            str(PROJECT / "playbooks" / "deploy.yml"), "-e", f"@{extra}",
-                           "-e", f"webstack_project_dir={PROJECT}"],
+                           "-e", f"webstack_project_dir={PROJECT}", *options],
                           capture_output=True, text=True, env=env, cwd=PROJECT)
 
 
@@ -349,6 +351,33 @@ def test_a_host_that_fails_its_gate_stops_the_roll(web, tmp_path):
     assert other(APPS[1]).check_output("ls /srv/hello/releases") == built_on_app2, "the roll never reached app2"
     assert {name: live_release(name) for name in APPS} == before, "app1 back on its release, app2 untouched"
     assert drained(web) == [], "app1 put back"
+    assert hostnames(web) == set(APPS)
+
+
+def failure_of(stdout, name):
+    """The last failure Ansible printed for host name (a rescued task's failure comes first)."""
+    return [line for line in stdout.splitlines() if line.startswith(f"fatal: [{name}]")][-1]
+
+
+def test_a_failing_migration_runs_once_and_fails_the_whole_batch(web, tmp_path):
+    """Both app hosts in one batch (webstack_serial=2): the pre-activation command runs on app1
+    only and fails; app2 fails naming app1; neither switches, and the new release is removed."""
+    before = {name: live_release(name) for name in APPS}
+    kept = {name: other(name).check_output("ls /srv/hello/releases") for name in APPS}
+    extra = tmp_path / "serial.json"
+    extra.write_text(json.dumps({"webstack_serial": 2}))
+    result = deploy(tmp_path, sample_copy(tmp_path, "migration-fails"),
+                    pre_activate=["echo migrating the database; echo boom >&2; exit 3"],
+                    options=["-e", f"@{extra}"], result_format="json")
+    assert result.returncode != 0
+    first, second = failure_of(result.stdout, APPS[0]), failure_of(result.stdout, APPS[1])
+    for text in ("failed its pre-activation commands", "exit 3", "migrating the database", "boom"):
+        assert text in first, first
+    assert "was not switched to" in second, second
+    assert f"pre-activation commands of hello failed on {APPS[0]}" in second, second
+    assert "the release was removed" in first and "the release was removed" in second
+    assert {name: live_release(name) for name in APPS} == before
+    assert {name: other(name).check_output("ls /srv/hello/releases") for name in APPS} == kept
     assert hostnames(web) == set(APPS)
 
 
