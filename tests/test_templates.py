@@ -580,9 +580,12 @@ def test_the_cgi_stop_lets_fcgiwrap_finish_its_replies(rendered, tmp_path, stopp
 def test_spawn_fcgi_unit(rendered):
     service = yaml.safe_load(read(rendered, "spawn_fcgi_default", "service.yml"))
     assert (service["Type"], service["GuessMainPID"], service["KillMode"]) == ("forking", False, "control-group")
-    assert (service["User"], service["Group"]) == ("root", "www-data"), "the socket it binds is root:www-data"
-    assert service["ExecStart"] == "/srv/hello/current/webstack_spawn.py start"
-    assert service["ExecReload"] == "/srv/hello/current/webstack_spawn.py reload"
+    assert (service["User"], service["Group"]) == ("hello", "hello"), "root only in the publish step"
+    script = "/srv/hello/current/webstack_spawn.py"
+    assert service["ExecStart"] == f"{script} start"
+    assert service["ExecStartPost"] == f"+{script} publish"
+    assert service["ExecReload"] == [f"{script} start", f"+{script} publish", f"{script} retire"]
+    assert service["ExecStopPost"] == "+/bin/rm -f /run/hello.sock"
     assert service["RuntimeDirectory"] == "spawn-fcgi-hello" and service["TimeoutStartSec"] == 35
     controller = read(rendered, "spawn_fcgi_default", "webstack_spawn.py")
     assert '"-F", "3"' in controller and '"-M", "0660"' in controller and '"-u"' not in controller
@@ -591,13 +594,15 @@ def test_spawn_fcgi_unit(rendered):
 
 
 class SpawnFcgi:
-    """Debian's spawn-fcgi run by the rendered webstack_spawn.py, as the unit runs it (root with
-    group www-data, only CAP_SETUID and CAP_SETGID), in a world-readable directory of its own:
-    releases of a test app with flup beside it, a current symlink, the socket. The processes
-    drop to nobody and run the host's python3 (the test venv's is not nobody's to run)."""
+    """Debian's spawn-fcgi run by the rendered webstack_spawn.py as the unit runs it: start and
+    retire as the app's user (nobody here), publish as root. In a world-readable directory of
+    its own: releases of a test app with flup beside it, a current symlink, the runtime directory
+    (nobody's), the socket. Everything runs the host's python3 (the test venv's is not nobody's
+    to run)."""
 
     def __init__(self, rendered):
         import grp
+        import os
         import shutil
         import tempfile
 
@@ -605,19 +610,22 @@ class SpawnFcgi:
 
         self.base = pathlib.Path(tempfile.mkdtemp(prefix="webstack-spawn-"))
         self.base.chmod(0o755)
+        (self.base / "run").mkdir(mode=0o711)
+        os.chown(self.base / "run", 65534, 65534)
         self.sock = self.base / "app.sock"
         self.flup = pathlib.Path(flup.__file__).parent
         self.www_data = grp.getgrnam("www-data").gr_gid
         self.copy = shutil.copytree
         paths = {'"/run/hello.sock"': repr(str(self.sock)), "/srv/hello/current": str(self.base / "current"),
-                 "/run/spawn-fcgi-hello/socket": str(self.base / "state/socket")}
+                 '"/run/spawn-fcgi-hello"': repr(str(self.base / "run"))}
         controller = read(rendered, "spawn_fcgi_default", "webstack_spawn.py")
         self.runner = read(rendered, "spawn_fcgi_default", "webstack_spawn_fcgi.py").replace(
-            "#!/srv/hello/releases/abc123/venv/bin/python", "#!/usr/bin/python3").replace('USER = "hello"', 'USER = "nobody"')
+            "#!/srv/hello/releases/abc123/venv/bin/python", "#!/usr/bin/python3")
         for old, new in paths.items():
             controller, self.runner = controller.replace(old, new), self.runner.replace(old, new)
         self.controller = self.base / "webstack_spawn.py"
         self.controller.write_text(controller)
+        self.controller.chmod(0o755)
 
     def release(self, name, app=TEST_APP):
         """A release directory: the runner, the app, flup; current points at it."""
@@ -633,16 +641,22 @@ class SpawnFcgi:
         current.rename(self.base / "current")
 
     def run(self, action, env=None):
-        """The controller's exit and output (a file: the processes keep its stderr, the journal)."""
+        """The unit's steps for action (start: start, publish; reload: start, publish, retire),
+        each as the unit runs it, until one fails: its exit and the output (a file: the
+        processes keep the controller's stderr, the journal)."""
         import subprocess
         import types
 
+        steps = {"start": ["start", "publish"], "reload": ["start", "publish", "retire"]}[action]
         log = self.base / f"{action}.log"
         with log.open("w") as out:
-            done = subprocess.run(
-                ["setpriv", f"--regid={self.www_data}", "--clear-groups", "--bounding-set=-all,+setuid,+setgid",
-                 "/usr/bin/python3", str(self.controller), action],
-                stdout=out, stderr=subprocess.STDOUT, timeout=60, env={"PATH": "/usr/bin:/bin", **(env or {})})
+            for step in steps:
+                as_user = [] if step == "publish" else ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+                done = subprocess.run([*as_user, "/usr/bin/python3", str(self.controller), step],
+                                      stdout=out, stderr=subprocess.STDOUT, timeout=60, cwd=self.base,
+                                      env={"PATH": "/usr/bin:/bin", **(env or {})})
+                if done.returncode:
+                    break
         time.sleep(0.2)  # what the processes print after it exits
         return types.SimpleNamespace(returncode=done.returncode, output=log.read_text())
 
@@ -756,6 +770,7 @@ def test_a_spawn_fcgi_reload_that_cannot_load_the_app_keeps_the_old_set(spawn_fc
     time.sleep(1.5)
     assert len(spawn_fcgi.processes()) == 3, "nothing of the failed set is left"
     assert [p.name for p in spawn_fcgi.base.iterdir() if p.name.startswith("app.sock")] == ["app.sock"]
+    assert not list((spawn_fcgi.base / "run").glob("socket.*")), "its socket is gone too"
 
 
 def test_nginx_names_the_cgi_script_only_for_the_cgi_app(rendered):
