@@ -12,7 +12,7 @@ TOPOLOGY ?= one
 INVENTORY := $(if $(filter three-tier,$(TOPOLOGY)),sandboxes/three-tier,inventory)
 SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
-.PHONY: help setup engine images image-12 image-13 browser fcgiwrap sslyze demo demo-down deploy rollback lint unit molecule test collection clean
+.PHONY: help setup engine images image-12 image-13 browser fcgi-tools sslyze demo demo-down deploy rollback lint unit molecule test collection clean
 
 help:
 	@echo "make demo     sandbox containers + site.yml + the app's answer through nginx"
@@ -69,12 +69,14 @@ lint: setup
 	yamllint --strict .
 	ansible-lint
 
-unit: setup fcgiwrap
+unit: setup fcgi-tools
 	pytest
 
-# Debian's fcgiwrap: the fast tests stop a real one with the cgi role's ExecStop.
-fcgiwrap:
-	@command -v /usr/sbin/fcgiwrap >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fcgiwrap; }
+# Debian's fcgiwrap and spawn-fcgi: the fast tests stop a real fcgiwrap with the cgi role's
+# ExecStop, and start and reload a real spawn-fcgi with the spawn_fcgi role's scripts.
+fcgi-tools:
+	@test -x /usr/sbin/fcgiwrap -a -x /usr/bin/spawn-fcgi \
+	  || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fcgiwrap spawn-fcgi; }
 
 # The browser the servers scenario loads the sample app's page in (its CSP check).
 browser:

@@ -418,6 +418,17 @@ def test_split_tiers_need_a_port_per_app(apps, message):
         webstack.webstack_apps(apps, layout(["web1"], ["app1"]), "app1")
 
 
+def test_spawn_fcgi_takes_the_unix_socket_only():
+    """spawn-fcgi reloads by renaming a new socket over the old one: TCP cannot, so both ways of
+    getting TCP are refused naming the server, and the unix socket passes."""
+    [one] = webstack.webstack_apps([app(server="spawn-fcgi", spawn_fcgi={"processes": 2})])
+    assert one["listen"] == "/run/hello.sock" and one["upstream_servers"] == ["unix:/run/hello.sock"]
+    for given, tiers in ((app(server="spawn-fcgi", listen="127.0.0.1:9000"), None),
+                         (app(server="spawn-fcgi", port=9000), layout(["web1"], ["app1"]))):
+        with pytest.raises(AnsibleFilterError, match=r"webstack_apps\[0\]\.server: spawn-fcgi binds its unix socket"):
+            webstack.webstack_apps([given], tiers, "app1")
+
+
 def test_an_app_host_without_an_address_is_named():
     with pytest.raises(AnsibleFilterError, match=r"no private address for host app9 .*webstack_private_address"):
         layout(["web1"], ["app1", "app9"], {**HOSTVARS, "app9": {}})
@@ -694,7 +705,7 @@ def test_a_cgi_app_gets_fastcgi_with_its_script_and_fcgiwrap_goes_with_the_last_
     [site, other] = webstack.webstack_nginx_sites(given)
     assert site["upstream"]["script"] == "/srv/hello/current/webstack_cgi.py"
     assert "script" not in other["upstream"]
-    assert webstack.webstack_unused_server_packages(apps) == []
-    assert webstack.webstack_unused_server_packages(apps[1:]) == ["fcgiwrap"]
-    gone = webstack.webstack_apps([app(server="cgi", state="absent")])
+    assert webstack.webstack_unused_server_packages(apps) == ["spawn-fcgi"]
+    assert webstack.webstack_unused_server_packages(apps[1:]) == ["fcgiwrap", "spawn-fcgi"]
+    gone = webstack.webstack_apps([app(server="cgi", state="absent"), app(name="sp", server="spawn-fcgi")])
     assert webstack.webstack_unused_server_packages(gone) == ["fcgiwrap"]

@@ -45,6 +45,7 @@ FLUP_FILES = ["webstack_flup.py", "service.yml", "socket.yml"]
 TORNADO_FILES = ["webstack_tornado.py", "service.yml", "socket.yml"]
 GEVENT_FILES = ["webstack_gevent.py", "service.yml", "socket.yml"]
 CGI_FILES = ["webstack_cgi.py", "webstack_cgi_stop.py", "service.yml", "socket.yml"]
+SPAWN_FCGI_FILES = ["webstack_spawn.py", "webstack_spawn_fcgi.py", "service.yml"]
 
 
 def site(name, protocol, servers, keepalive=0):
@@ -156,6 +157,8 @@ CASES = {
     }),
     "gevent_default": ("gevent", GEVENT_FILES, {"gevent_app": APP, "gevent_overrides": {"graceful_timeout": 5}}),
     "cgi_default": ("cgi", CGI_FILES, {"cgi_app": APP, "cgi_overrides": {"processes": 3}}),
+    "spawn_fcgi_default": ("spawn_fcgi", SPAWN_FCGI_FILES, {
+        "spawn_fcgi_app": APP, "spawn_fcgi_overrides": {"processes": 3, "timeout": 10, "drain": 3}}),
     "gunicorn_sync": ("gunicorn", GUNICORN_FILES, {"gunicorn_app": APP, "gunicorn_workers": 5}),
     "gunicorn_gthread_tcp": ("gunicorn", GUNICORN_FILES, {
         "gunicorn_app": {**APP, "listen": "0.0.0.0:8000"}, "gunicorn_workers": 3,
@@ -220,6 +223,7 @@ APP_SERVER_VARS = {
     "tornado": {"app_server_app": "{{ tornado_app }}"},
     "gevent": {"app_server_app": "{{ gevent_app }}"},
     "cgi": {"app_server_app": "{{ cgi_app }}"},
+    "spawn_fcgi": {"app_server_app": "{{ spawn_fcgi_app }}"},
 }
 TEMPLATE_SOURCES = {
     ("nginx", "site.conf"): "site.conf.j2",
@@ -233,6 +237,7 @@ TEMPLATE_SOURCES = {
     ("gevent", "service.yml"): str(EFFECTIVE_SERVICE),
     ("gevent", "socket.yml"): str(ROLES / "app_server/templates/app_server_socket.yml.j2"),
     ("cgi", "service.yml"): str(EFFECTIVE_SERVICE),
+    ("spawn_fcgi", "service.yml"): str(EFFECTIVE_SERVICE),
     ("cgi", "socket.yml"): str(ROLES / "app_server/templates/app_server_socket.yml.j2"),
     ("gunicorn", "service.yml"): str(EFFECTIVE_SERVICE),
     ("gunicorn", "socket.yml"): str(ROLES / "app_server/templates/app_server_socket.yml.j2"),
@@ -570,6 +575,202 @@ def test_the_cgi_stop_lets_fcgiwrap_finish_its_replies(rendered, tmp_path, stopp
         except ProcessLookupError:
             pass
         pool.wait()
+
+
+def test_spawn_fcgi_unit(rendered):
+    service = yaml.safe_load(read(rendered, "spawn_fcgi_default", "service.yml"))
+    assert (service["Type"], service["GuessMainPID"], service["KillMode"]) == ("forking", False, "control-group")
+    assert (service["User"], service["Group"]) == ("hello", "hello"), "root only in the publish step"
+    script = "/srv/hello/current/webstack_spawn.py"
+    assert service["ExecStart"] == f"{script} start"
+    assert service["ExecStartPost"] == f"+{script} publish"
+    assert service["ExecReload"] == [f"{script} start", f"+{script} publish", f"{script} retire"]
+    assert service["ExecStopPost"] == "+/bin/rm -f /run/hello.sock"
+    assert service["RuntimeDirectory"] == "spawn-fcgi-hello" and service["TimeoutStartSec"] == 35
+    controller = read(rendered, "spawn_fcgi_default", "webstack_spawn.py")
+    assert '"-F", "3"' in controller and '"-M", "0660"' in controller and '"-u"' not in controller
+    assert read(rendered, "spawn_fcgi_default", "webstack_spawn_fcgi.py").startswith(
+        "#!/srv/hello/releases/abc123/venv/bin/python\n")
+
+
+class SpawnFcgi:
+    """Debian's spawn-fcgi run by the rendered webstack_spawn.py as the unit runs it: start and
+    retire as the app's user (nobody here), publish as root. In a world-readable directory of
+    its own: releases of a test app with flup beside it, a current symlink, the runtime directory
+    (nobody's), the socket. Everything runs the host's python3 (the test venv's is not nobody's
+    to run)."""
+
+    def __init__(self, rendered):
+        import grp
+        import os
+        import shutil
+        import tempfile
+
+        import flup
+
+        self.base = pathlib.Path(tempfile.mkdtemp(prefix="webstack-spawn-"))
+        self.base.chmod(0o755)
+        (self.base / "run").mkdir(mode=0o711)
+        os.chown(self.base / "run", 65534, 65534)
+        self.sock = self.base / "app.sock"
+        self.flup = pathlib.Path(flup.__file__).parent
+        self.www_data = grp.getgrnam("www-data").gr_gid
+        self.copy = shutil.copytree
+        paths = {'"/run/hello.sock"': repr(str(self.sock)), "/srv/hello/current": str(self.base / "current"),
+                 '"/run/spawn-fcgi-hello"': repr(str(self.base / "run"))}
+        controller = read(rendered, "spawn_fcgi_default", "webstack_spawn.py")
+        self.runner = read(rendered, "spawn_fcgi_default", "webstack_spawn_fcgi.py").replace(
+            "#!/srv/hello/releases/abc123/venv/bin/python", "#!/usr/bin/python3")
+        for old, new in paths.items():
+            controller, self.runner = controller.replace(old, new), self.runner.replace(old, new)
+        self.controller = self.base / "webstack_spawn.py"
+        self.controller.write_text(controller)
+        self.controller.chmod(0o755)
+
+    def release(self, name, app=TEST_APP):
+        """A release directory: the runner, the app, flup; current points at it."""
+        release = self.base / name
+        (release / "src").mkdir(parents=True)
+        (release / "webstack_spawn_fcgi.py").write_text(self.runner)
+        (release / "webstack_wsgi.py").write_text(app.replace("json.dumps({", "json.dumps({'release': %r, " % name))
+        self.copy(self.flup, release / "flup")
+        for path in [release, *release.rglob("*")]:
+            path.chmod(0o755)
+        current = self.base / "current.new"
+        current.symlink_to(release)
+        current.rename(self.base / "current")
+
+    def run(self, action, env=None):
+        """The unit's steps for action (start: start, publish; reload: start, publish, retire),
+        each as the unit runs it, until one fails: its exit and the output (a file: the
+        processes keep the controller's stderr, the journal)."""
+        import subprocess
+        import types
+
+        steps = {"start": ["start", "publish"], "reload": ["start", "publish", "retire"]}[action]
+        log = self.base / f"{action}.log"
+        with log.open("w") as out:
+            for step in steps:
+                as_user = [] if step == "publish" else ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+                done = subprocess.run([*as_user, "/usr/bin/python3", str(self.controller), step],
+                                      stdout=out, stderr=subprocess.STDOUT, timeout=60, cwd=self.base,
+                                      env={"PATH": "/usr/bin:/bin", **(env or {})})
+                if done.returncode:
+                    break
+        time.sleep(0.2)  # what the processes print after it exits
+        return types.SimpleNamespace(returncode=done.returncode, output=log.read_text())
+
+    def get(self, path="/"):
+        with socket_connection(self.sock) as conn:
+            probe = load_probe()
+            conn.sendall(probe.request_bytes("fastcgi", "hello.test", path))
+            data = b""
+            while chunk := conn.recv(65536):
+                data += chunk
+        head, _, body = probe.fastcgi_stdout(data).partition(b"\r\n\r\n")
+        return probe.status_of(head), json.loads(body) if body else None
+
+    def processes(self):
+        return [p for p in pathlib.Path("/proc").iterdir() if p.name.isdigit() and self._ours(p)]
+
+    def _ours(self, proc):
+        try:
+            return str(self.base) in (proc / "cmdline").read_text()
+        except OSError:
+            return False
+
+    def close(self):
+        import os
+        import shutil
+        import signal
+
+        for proc in self.processes():
+            try:
+                os.kill(int(proc.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def socket_connection(path):
+    import socket
+
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(10)
+    conn.connect(str(path))
+    return conn
+
+
+@pytest.fixture
+def spawn_fcgi(rendered):
+    server = SpawnFcgi(rendered)
+    yield server
+    server.close()
+
+
+def test_spawn_fcgi_starts_its_processes_as_the_app_user_on_a_root_www_data_socket(spawn_fcgi):
+    spawn_fcgi.release("r1")
+    result = spawn_fcgi.run("start")
+    assert result.returncode == 0, result.output
+    stat = spawn_fcgi.sock.stat()
+    assert (stat.st_uid, stat.st_gid, stat.st_mode & 0o777) == (0, spawn_fcgi.www_data, 0o660)
+    processes = spawn_fcgi.processes()
+    assert len(processes) == 3, result.output
+    assert {p.stat().st_uid for p in processes} == {65534}, "each process dropped to the app's user"
+    status, seen = spawn_fcgi.get("/x/y")
+    assert status == 200 and seen["release"] == "r1" and seen["server"] == "spawn-fcgi"
+    assert seen["PATH_INFO"] == "/x/y"
+    assert [p.name for p in spawn_fcgi.base.iterdir() if p.name.startswith("app.sock")] == ["app.sock"]
+
+
+def test_spawn_fcgi_reload_under_load_fails_no_request(spawn_fcgi):
+    """A reload onto a new release while requests run (one slow one under way): every request
+    answers 200, the new release answers after it, and the old processes are gone when the
+    reload returns."""
+    import threading
+
+    spawn_fcgi.release("r1")
+    assert spawn_fcgi.run("start").returncode == 0
+    old = {p.name for p in spawn_fcgi.processes()}
+    statuses, stop = [], threading.Event()
+
+    def load():
+        while not stop.is_set():
+            try:
+                statuses.append(spawn_fcgi.get("/api")[0])
+            except OSError as error:
+                statuses.append(repr(error))
+
+    slow = threading.Thread(target=lambda: statuses.append(spawn_fcgi.get("/slow")[0]))
+    workers = [threading.Thread(target=load) for _ in range(2)]
+    for thread in [slow, *workers]:
+        thread.start()
+    time.sleep(0.5)
+    spawn_fcgi.release("r2")
+    result = spawn_fcgi.run("reload")
+    time.sleep(0.5)
+    stop.set()
+    for thread in [slow, *workers]:
+        thread.join(20)
+    assert result.returncode == 0, result.output
+    assert len(statuses) > 50 and set(statuses) == {200}, [s for s in statuses if s != 200][:5]
+    assert not old & {p.name for p in spawn_fcgi.processes()}, "the old set exited before the reload returned"
+    assert spawn_fcgi.get("/")[1]["release"] == "r2"
+
+
+def test_a_spawn_fcgi_reload_that_cannot_load_the_app_keeps_the_old_set(spawn_fcgi):
+    spawn_fcgi.release("r1")
+    assert spawn_fcgi.run("start").returncode == 0
+    spawn_fcgi.release("r3")
+    result = spawn_fcgi.run("reload", env={"TEST_APP_FAILS": "1"})
+    assert result.returncode != 0
+    assert "0 of 3 processes loaded the app" in result.output
+    assert "this app cannot load" in result.output, "the processes' traceback reaches the journal"
+    assert spawn_fcgi.get("/")[1]["release"] == "r1", "the old set still serves"
+    time.sleep(1.5)
+    assert len(spawn_fcgi.processes()) == 3, "nothing of the failed set is left"
+    assert [p.name for p in spawn_fcgi.base.iterdir() if p.name.startswith("app.sock")] == ["app.sock"]
+    assert not list((spawn_fcgi.base / "run").glob("socket.*")), "its socket is gone too"
 
 
 def test_nginx_names_the_cgi_script_only_for_the_cgi_app(rendered):

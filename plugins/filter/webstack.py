@@ -36,17 +36,20 @@ options:
 # server -> the protocol nginx speaks to it
 SERVERS = {
     "gunicorn": "http", "uwsgi": "uwsgi", "fastcgi": "fastcgi", "scgi": "scgi", "tornado": "http", "gevent": "http",
-    "cgi": "fastcgi",
+    "cgi": "fastcgi", "spawn-fcgi": "fastcgi",
 }
 # server -> the script nginx names (SCRIPT_FILENAME) in the app's live release, for servers that run one.
 SERVER_SCRIPTS = {"cgi": "webstack_cgi.py"}
 # server -> the Debian packages it runs with (its role's <role>_packages.runtime), which site.yml
 # removes from a host with the last app that uses them.
-SERVER_HOST_PACKAGES = {"cgi": ["fcgiwrap"]}
+SERVER_HOST_PACKAGES = {"cgi": ["fcgiwrap"], "spawn-fcgi": ["spawn-fcgi"]}
+# Servers that bind their unix socket themselves (no systemd socket): a reload renames a new socket
+# over the path, which has no TCP equivalent.
+UNIX_ONLY_SERVERS = ("spawn-fcgi",)
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 KNOWN_KEYS = {
     "name", "source", "wsgi_app", "server", "domains", "domains_regex", "static", "env", "secret_env",
-    "gunicorn", "uwsgi", "flup", "tornado", "gevent", "cgi", "root", "state", "requirements_file", "pip_packages",
+    "gunicorn", "uwsgi", "flup", "tornado", "gevent", "cgi", "spawn_fcgi", "root", "state", "requirements_file", "pip_packages",
     "listen", "keepalive", "prefix", "healthcheck", "pre_activate", "keep_releases", "port", "database",
     "tls", "nginx", "access", "generated_secrets",
 }
@@ -73,7 +76,7 @@ PYTHON_APP_KEYS = (
     "name", "state", "source", "wsgi_app", "server", "root", "listen", "env", "secret_env",
     "generated_secrets", "requirements_file", "pip_packages", "pre_activate", "keep_releases",
 )
-SERVER_ROLES = ("gunicorn", "uwsgi", "flup", "tornado", "gevent", "cgi")
+SERVER_ROLES = ("gunicorn", "uwsgi", "flup", "tornado", "gevent", "cgi", "spawn_fcgi")
 # A URL prefix an app is mounted under: "/" (the site root) or "/seg/.../".
 PREFIX_RE = re.compile(r"^/([A-Za-z0-9._~-]+/)*$")
 # A host name nginx may get as a server_name: labels of letters, digits, - and _, dot-separated,
@@ -258,6 +261,10 @@ def _app(index, app, layout=None, host=None):
             _fail(index, "listen", f"port out of range (got {listen!r})")
         servers = [f"unix:{listen}" if listen.startswith("/") else listen]
     tcp = split or not listen.startswith("/")
+    if tcp and server in UNIX_ONLY_SERVERS:
+        _fail(index, "server", f"{server} binds its unix socket itself and reloads by renaming a new one over "
+              "it, which TCP cannot do: leave listen out and keep web and app on the same host, or pick fastcgi "
+              "(flup on a socket systemd holds) for TCP")
     protocol = SERVERS[server]
     keepalive = app.get("keepalive", DEFAULT_KEEPALIVE if tcp and protocol in KEEPALIVE_PROTOCOLS else 0)
     if not isinstance(keepalive, int) or isinstance(keepalive, bool) or keepalive < 0:

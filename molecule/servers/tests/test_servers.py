@@ -21,11 +21,12 @@ APPS = {
     "hello-tornado": ("apps.test", "/tornado", "tornado", "prefork+ioloop", "proxy_pass"),
     "hello-pywsgi": ("pywsgi.test", "", "gevent", "prefork+greenlets", "proxy_pass"),
     "hello-cgi": ("apps.test", "/cgi", "cgi", "process-per-request", "fastcgi_pass"),
+    "hello-spawn": ("apps.test", "/spawn", "spawn-fcgi", "process", "fastcgi_pass"),
 }
 GREETING = {
     "hello-sync": "sync", "hello-gthread": "gthread", "hello-gevent": "gevent",
     "hello-uwsgi": "uwsgi", "hello-fcgi": "fastcgi", "hello-scgi": "scgi", "hello-tornado": "tornado",
-    "hello-pywsgi": "pywsgi", "hello-cgi": "cgi",
+    "hello-pywsgi": "pywsgi", "hello-cgi": "cgi", "hello-spawn": "spawn-fcgi",
 }
 each_app = pytest.mark.parametrize("app", list(APPS))
 
@@ -103,7 +104,7 @@ def test_a_prefix_without_its_slash_redirects_to_it(host, app):
 @pytest.mark.apps("hello-gthread")
 def test_apps_sharing_a_host_name_share_one_server(host, apps_here):
     site = host.file("/etc/nginx/sites-enabled/hello-gthread.conf").content_string
-    sharing = [app for app in ("hello-gevent", "hello-uwsgi", "hello-scgi", "hello-tornado", "hello-cgi")
+    sharing = [app for app in ("hello-gevent", "hello-uwsgi", "hello-scgi", "hello-tornado", "hello-cgi", "hello-spawn")
                if app in apps_here]
     assert sharing, "no app shares apps.test with hello-gthread on this host"
     for app in sharing:
@@ -121,12 +122,18 @@ def site_of(host, server_name):
 @each_app
 def test_socket_and_site(host, app):
     socket = host.file(f"/run/{app}.sock")
+    if app == "hello-spawn":
+        # spawn-fcgi's live socket is in its runtime directory (a reload renames a new one over it)
+        assert socket.is_symlink and socket.linked_to == f"/run/spawn-fcgi-{app}/socket"
+        socket = host.file(socket.linked_to)
     assert socket.is_socket
     assert (socket.user, socket.group, socket.mode) == ("root", "www-data", 0o660)
     site = site_of(host, APPS[app][0])
     assert re.search(rf"^\s*{APPS[app][4]} (http://)?{app}_app;", site, re.M)
-    for unit in (f"{app}.socket", f"{app}.service"):
-        assert host.service(unit).is_running
+    assert host.service(f"{app}.service").is_running
+    # spawn-fcgi binds the socket itself: no socket unit (and none left from another server).
+    assert host.service(f"{app}.socket").is_running == (app != "hello-spawn")
+    assert host.file(f"/etc/systemd/system/{app}.socket").exists == (app != "hello-spawn")
 
 
 def site_packages(host, app, package):
@@ -138,7 +145,7 @@ def test_venv_holds_only_its_server(host, app):
     server = APPS[app][2]
     assert site_packages(host, app, "gunicorn") == (server == "gunicorn")
     assert site_packages(host, app, "gevent") == (app in ("hello-gevent", "hello-pywsgi")), "gevent only when chosen"
-    assert site_packages(host, app, "flup") == server.startswith("flup")
+    assert site_packages(host, app, "flup") == (server.startswith("flup") or server == "spawn-fcgi")
     assert site_packages(host, app, "tornado") == (server == "tornado")
     assert (host.file(release_dir(host, app) + "/venv/bin/uwsgi").exists) == (server == "uwsgi")
 
@@ -178,6 +185,19 @@ def test_restart_under_load_fails_no_request(host, app):
     result = load_during(host, APPS[app][0], f"systemctl restart {app}.service", path=APPS[app][1] + "/api/info")
     assert result["ok"] > 5
     assert result["failed"] == 0, result
+
+
+@pytest.mark.apps("hello-spawn")
+def test_spawn_fcgi_reload_replaces_every_process_and_fails_no_request(host):
+    """A reload (what every deploy does for spawn-fcgi): a new set takes the socket over, the old
+    one finishes and exits, no request fails; each process runs as the app's user."""
+    before = {p.pid for p in host.process.filter(user="hello-spawn")}
+    result = load_during(host, "apps.test", "systemctl reload hello-spawn.service", path="/spawn/api/info")
+    assert result["ok"] > 20
+    assert result["failed"] == 0, result
+    after = {p.pid for p in host.process.filter(user="hello-spawn")}
+    assert len(before) == len(after) == 3 and not before & after, (before, after)
+    assert [p.user for p in host.process.filter(comm="spawn-fcgi")] == [], "spawn-fcgi itself does not stay"
 
 
 def test_removed_app_left_nothing(host):
