@@ -36,20 +36,23 @@ options:
 # server -> the protocol nginx speaks to it
 SERVERS = {
     "gunicorn": "http", "uwsgi": "uwsgi", "fastcgi": "fastcgi", "scgi": "scgi", "tornado": "http", "gevent": "http",
-    "cgi": "fastcgi", "spawn-fcgi": "fastcgi",
+    "cgi": "fastcgi", "spawn-fcgi": "fastcgi", "mod_wsgi": "http",
 }
 # server -> the script nginx names (SCRIPT_FILENAME) in the app's live release, for servers that run one.
 SERVER_SCRIPTS = {"cgi": "webstack_cgi.py"}
 # server -> the Debian packages it runs with (its role's <role>_packages.runtime), which site.yml
 # removes from a host with the last app that uses them.
-SERVER_HOST_PACKAGES = {"cgi": ["fcgiwrap"], "spawn-fcgi": ["spawn-fcgi"]}
+SERVER_HOST_PACKAGES = {"cgi": ["fcgiwrap"], "spawn-fcgi": ["spawn-fcgi"], "mod_wsgi": ["apache2-bin"]}
 # Servers that bind their unix socket themselves (no systemd socket): a reload renames a new socket
 # over the path, which has no TCP equivalent.
 UNIX_ONLY_SERVERS = ("spawn-fcgi",)
+# Servers that bind a TCP port themselves, as the app's user (Apache has no unix-socket Listen).
+TCP_ONLY_SERVERS = ("mod_wsgi",)
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 KNOWN_KEYS = {
     "name", "source", "wsgi_app", "server", "domains", "domains_regex", "static", "env", "secret_env",
-    "gunicorn", "uwsgi", "flup", "tornado", "gevent", "cgi", "spawn_fcgi", "root", "state", "requirements_file", "pip_packages",
+    "gunicorn", "uwsgi", "flup", "tornado", "gevent", "cgi", "spawn_fcgi", "mod_wsgi", "root",
+    "state", "requirements_file", "pip_packages",
     "listen", "keepalive", "prefix", "healthcheck", "pre_activate", "keep_releases", "port", "database",
     "tls", "nginx", "access", "generated_secrets",
 }
@@ -76,7 +79,7 @@ PYTHON_APP_KEYS = (
     "name", "state", "source", "wsgi_app", "server", "root", "listen", "env", "secret_env",
     "generated_secrets", "requirements_file", "pip_packages", "pre_activate", "keep_releases",
 )
-SERVER_ROLES = ("gunicorn", "uwsgi", "flup", "tornado", "gevent", "cgi", "spawn_fcgi")
+SERVER_ROLES = ("gunicorn", "uwsgi", "flup", "tornado", "gevent", "cgi", "spawn_fcgi", "mod_wsgi")
 # A URL prefix an app is mounted under: "/" (the site root) or "/seg/.../".
 PREFIX_RE = re.compile(r"^/([A-Za-z0-9._~-]+/)*$")
 # A host name nginx may get as a server_name: labels of letters, digits, - and _, dot-separated,
@@ -265,6 +268,13 @@ def _app(index, app, layout=None, host=None):
         _fail(index, "server", f"{server} binds its unix socket itself and reloads by renaming a new one over "
               "it, which TCP cannot do: leave listen out and keep web and app on the same host, or pick fastcgi "
               "(flup on a socket systemd holds) for TCP")
+    if not tcp and server in TCP_ONLY_SERVERS:
+        _fail(index, "listen", f"{server} runs an Apache of the app's own, which listens on TCP only: give "
+              "listen: 127.0.0.1:<a free port> (or port, on split tiers)")
+    bound = port if split else int(listen.rsplit(":", 1)[1]) if tcp else None
+    if server in TCP_ONLY_SERVERS and bound is not None and bound < 1024:
+        _fail(index, "port" if split else "listen", f"{server}'s Apache runs as the app's user, which cannot "
+              f"bind a port below 1024 (got {bound})")
     protocol = SERVERS[server]
     keepalive = app.get("keepalive", DEFAULT_KEEPALIVE if tcp and protocol in KEEPALIVE_PROTOCOLS else 0)
     if not isinstance(keepalive, int) or isinstance(keepalive, bool) or keepalive < 0:
