@@ -60,7 +60,11 @@ def test_each_server_has_a_role_built_on_app_server(server):
         assert (ROLES / role / part).is_file(), f"{role}: {part}"
     configure = yaml.safe_load((ROLES / role / "tasks/configure.yml").read_text())
     included = [task["ansible.builtin.include_role"]["name"] for task in configure if "ansible.builtin.include_role" in task]
-    assert included == ["pyops.webstack.app_server"]
+    # app_server directly, or through apache (the Apache-run servers), which calls it
+    assert included in (["pyops.webstack.app_server"], ["pyops.webstack.apache"])
+    if included == ["pyops.webstack.apache"]:
+        shared = yaml.safe_load((ROLES / "apache/tasks/main.yml").read_text())
+        assert [task["ansible.builtin.include_role"]["name"] for task in shared] == ["pyops.webstack.app_server"]
     assert configure[-1]["ansible.builtin.set_fact"] == {f"{entry['facts']}_changed": "{{ app_server_changed }}"}
     assert not (ROLES / role / "templates/socket.yml.j2").exists(), "the socket unit is app_server's"
 

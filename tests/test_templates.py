@@ -47,6 +47,7 @@ GEVENT_FILES = ["webstack_gevent.py", "service.yml", "socket.yml"]
 CGI_FILES = ["webstack_cgi.py", "webstack_cgi_stop.py", "service.yml", "socket.yml"]
 SPAWN_FCGI_FILES = ["webstack_spawn.py", "webstack_spawn_fcgi.py", "service.yml"]
 MOD_WSGI_FILES = ["httpd.conf", "webstack_mod_wsgi.py", "webstack_apache.py", "service.yml"]
+MOD_PYTHON_FILES = ["httpd.conf", "webstack_mod_python.py", "webstack_apache.py", "service.yml"]
 # What mod_wsgi-express module-location prints for a release's venv.
 MOD_WSGI_SO = "venv/lib/python3.13/site-packages/mod_wsgi/server/mod_wsgi-py313.cpython-313-x86_64-linux-gnu.so"
 
@@ -173,6 +174,8 @@ CASES = {
     "mod_wsgi_overrides": ("mod_wsgi", MOD_WSGI_FILES, {
         "mod_wsgi_app": {**APP, "listen": "[::1]:8090"}, "mod_wsgi_overrides": {"processes": 3, "threads": 1},
         "_mod_wsgi_location": {"stdout": f"{APP['path']}/{MOD_WSGI_SO}\n"}}),
+    "mod_python_default": ("mod_python", MOD_PYTHON_FILES, {
+        "mod_python_app": {**APP, "listen": "127.0.0.1:8091"}, "mod_python_overrides": {"processes": 3}}),
     "gunicorn_sync": ("gunicorn", GUNICORN_FILES, {"gunicorn_app": APP, "gunicorn_workers": 5}),
     "gunicorn_gthread_tcp": ("gunicorn", GUNICORN_FILES, {
         "gunicorn_app": {**APP, "listen": "0.0.0.0:8000"}, "gunicorn_workers": 3,
@@ -238,8 +241,18 @@ APP_SERVER_VARS = {
     "gevent": {"app_server_app": "{{ gevent_app }}"},
     "cgi": {"app_server_app": "{{ cgi_app }}"},
     "spawn_fcgi": {"app_server_app": "{{ spawn_fcgi_app }}"},
-    "mod_wsgi": {"app_server_app": "{{ mod_wsgi_app }}", "app_server_socket": False},
+    # The Apache-run servers go through the apache role, which calls app_server with these.
+    "mod_wsgi": {"app_server_app": "{{ mod_wsgi_app }}", "app_server_socket": False, "apache_app": "{{ mod_wsgi_app }}",
+                 "apache_label": "Apache mod_wsgi", "apache_workers": "daemons",
+                 "apache_processes": "{{ _mod_wsgi_settings.processes }}",
+                 "apache_graceful_timeout": "{{ _mod_wsgi_settings.graceful_timeout }}"},
+    "mod_python": {"app_server_app": "{{ mod_python_app }}", "app_server_socket": False,
+                   "apache_app": "{{ mod_python_app }}", "apache_label": "Apache mod_python",
+                   "apache_processes": "{{ _mod_python_settings.processes }}",
+                   "apache_graceful_timeout": "{{ _mod_python_settings.graceful_timeout }}",
+                   "app_server_environment": ["PYTHONPATH={{ mod_python_app.current }}"]},
 }
+APACHE_ROLES = ("mod_wsgi", "mod_python")
 TEMPLATE_SOURCES = {
     ("nginx", "site.conf"): "site.conf.j2",
     ("nginx", "tls.conf"): "tls.conf.j2",
@@ -254,6 +267,9 @@ TEMPLATE_SOURCES = {
     ("cgi", "service.yml"): str(EFFECTIVE_SERVICE),
     ("spawn_fcgi", "service.yml"): str(EFFECTIVE_SERVICE),
     ("mod_wsgi", "service.yml"): str(EFFECTIVE_SERVICE),
+    ("mod_wsgi", "webstack_apache.py"): str(ROLES / "apache/templates/webstack_apache.py.j2"),
+    ("mod_python", "service.yml"): str(EFFECTIVE_SERVICE),
+    ("mod_python", "webstack_apache.py"): str(ROLES / "apache/templates/webstack_apache.py.j2"),
     ("cgi", "socket.yml"): str(ROLES / "app_server/templates/app_server_socket.yml.j2"),
     ("gunicorn", "service.yml"): str(EFFECTIVE_SERVICE),
     ("gunicorn", "socket.yml"): str(ROLES / "app_server/templates/app_server_socket.yml.j2"),
@@ -273,8 +289,12 @@ def rendered(tmp_path_factory):
         role_files = [str(ROLES / role / "defaults/main.yml"), str(ROLES / role / "vars/main.yml")]
         if role in APP_SERVER_VARS:
             role_files += [str(ROLES / "app_server/defaults/main.yml"), str(ROLES / "app_server/vars/main.yml")]
+            service_role = "apache" if role in APACHE_ROLES else role
+            if role in APACHE_ROLES:
+                role_files += [str(ROLES / "apache/defaults/main.yml"), str(ROLES / "apache/vars/main.yml")]
             variables = {**APP_SERVER_VARS[role], **variables, "app_server_service": (
-                "{{ lookup('ansible.builtin.template', '%s') | from_yaml }}" % (ROLES / role / "templates/service.yml.j2"))}
+                "{{ lookup('ansible.builtin.template', '%s') | from_yaml }}"
+                % (ROLES / service_role / "templates/service.yml.j2"))}
         case_vars = out / f"{case}.json"
         case_vars.write_text(json.dumps(variables))
         plays.append({
@@ -631,16 +651,37 @@ def test_mod_wsgi_unit(rendered):
     script = "/srv/hello/current/webstack_apache.py"
     assert (service["Type"], service["User"], service["Group"]) == ("exec", "hello", "hello")
     assert service["ExecStartPre"] == f"{script} prepare"
-    assert service["ExecStart"] == "/usr/sbin/apache2 -DFOREGROUND -f /run/mod-wsgi-hello/httpd.conf"
+    assert service["ExecStart"] == "/usr/sbin/apache2 -DFOREGROUND -f /run/apache-hello/httpd.conf"
     assert service["ExecStartPost"] == f"{script} ready $MAINPID"
     assert service["ExecReload"] == f"{script} reload $MAINPID"
     assert service["EnvironmentFile"] is None, "the daemon processes read the env file when they start"
     assert (service["KillSignal"], service["KillMode"]) == ("SIGWINCH", "mixed")
-    assert service["RuntimeDirectory"] == "mod-wsgi-hello"
+    assert service["RuntimeDirectory"] == "apache-hello"
     helper = read(rendered, "mod_wsgi_default", "webstack_apache.py")
     assert helper.startswith("#!/usr/bin/python3\n") and "PROCESSES = 2\n" in helper
     compile(helper, "webstack_apache.py", "exec")
     compile(read(rendered, "mod_wsgi_default", "webstack_mod_wsgi.py"), "webstack_mod_wsgi.py", "exec")
+
+
+def test_mod_python_config_and_unit(rendered):
+    """mod_python: prefork children with the app embedded, found through PYTHONPATH (no
+    PythonPath, which mod_python would apply again on a request); the unit restarts Apache
+    gracefully on a reload and waits for the children."""
+    conf = read(rendered, "mod_python_default", "httpd.conf")
+    assert "LoadModule mpm_prefork_module" in conf and "LoadModule python_module" in conf
+    assert not re.search(r"^\s*PythonPath", conf, re.M) and "PythonImport webstack_mod_python main_interpreter" in conf
+    for line in ("StartServers 3", "MaxRequestWorkers 3", "Listen 127.0.0.1:8091", "PythonHandler mod_python.wsgi"):
+        assert line in conf
+    assert "/releases/" not in conf
+    service = yaml.safe_load(read(rendered, "mod_python_default", "service.yml"))
+    assert "PYTHONPATH=/srv/hello/current" in service["Environment"]
+    assert service["ExecReload"] == "/srv/hello/current/webstack_apache.py reload $MAINPID"
+    helper = read(rendered, "mod_python_default", "webstack_apache.py")
+    assert "DAEMONS = False\n" in helper and "PROCESSES = 3\n" in helper
+    assert "DAEMONS = True\n" in read(rendered, "mod_wsgi_default", "webstack_apache.py")
+    module = read(rendered, "mod_python_default", "webstack_mod_python.py")
+    compile(module, "webstack_mod_python.py", "exec")
+    assert 'CURRENT = "/srv/hello/current"' in module and "/run/apache-hello" in module
 
 
 class SpawnFcgi:

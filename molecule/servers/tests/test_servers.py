@@ -6,7 +6,7 @@ import pathlib
 import re
 
 import pytest
-from webstack_verify import drive, http, load_during, process_env, release_dir, time_wait
+from webstack_verify import drive, http, load_during, process_env, release_dir, run_playbook, time_wait
 
 RESULTS = pathlib.Path(__file__).resolve().parents[3] / ".cache" / "bench"
 
@@ -23,11 +23,12 @@ APPS = {
     "hello-cgi": ("apps.test", "/cgi", "cgi", "process-per-request", "fastcgi_pass"),
     "hello-spawn": ("apps.test", "/spawn", "spawn-fcgi", "process", "fastcgi_pass"),
     "hello-wsgi": ("apps.test", "/wsgi", "mod_wsgi", "daemon", "proxy_pass"),
+    "hello-modpy": ("apps.test", "/modpy", "mod_python", "prefork", "proxy_pass"),
 }
 GREETING = {
     "hello-sync": "sync", "hello-gthread": "gthread", "hello-gevent": "gevent",
     "hello-uwsgi": "uwsgi", "hello-fcgi": "fastcgi", "hello-scgi": "scgi", "hello-tornado": "tornado",
-    "hello-pywsgi": "pywsgi", "hello-cgi": "cgi", "hello-spawn": "spawn-fcgi", "hello-wsgi": "mod_wsgi",
+    "hello-pywsgi": "pywsgi", "hello-cgi": "cgi", "hello-spawn": "spawn-fcgi", "hello-wsgi": "mod_wsgi", "hello-modpy": "mod_python",
 }
 each_app = pytest.mark.parametrize("app", list(APPS))
 
@@ -125,9 +126,9 @@ def test_socket_and_site(host, app):
     site = site_of(host, APPS[app][0])
     assert re.search(rf"^\s*{APPS[app][4]} (http://)?{app}_app;", site, re.M)
     assert host.service(f"{app}.service").is_running
-    if app == "hello-wsgi":
+    if app in ("hello-wsgi", "hello-modpy"):
         # Apache binds its TCP port itself, as the app's user: no socket unit, no unix socket.
-        assert host.socket("tcp://127.0.0.1:8003").is_listening
+        assert host.socket(f"tcp://127.0.0.1:{ {'hello-wsgi': 8003, 'hello-modpy': 8004}[app] }").is_listening
         assert not host.file(f"/run/{app}.sock").exists
         assert not host.file(f"/etc/systemd/system/{app}.socket").exists
         return
@@ -230,6 +231,32 @@ def test_mod_wsgi_reload_restarts_the_daemons_only_and_fails_no_request(host):
     for package in ("apache2-dev", "gcc"):
         assert not host.package(package).is_installed, f"{package} was kept after building mod_wsgi"
     assert not host.service("apache2.service").is_running
+
+
+@pytest.mark.apps("hello-modpy")
+def test_mod_python_reload_is_a_graceful_restart_that_fails_no_request(host):
+    """mod_python's reload (every deploy): Apache restarts gracefully, its children are replaced
+    (each loads the app again), no request fails."""
+    main = int(host.run("systemctl show --property=MainPID --value hello-modpy.service").stdout)
+    children = lambda: {p.pid for p in host.process.filter(ppid=main, comm="apache2")}  # noqa: E731
+    before = children()
+    reload_under_load(host, "hello-modpy")
+    after = children()
+    assert len(before) == len(after) == 3 and not before & after, (before, after)
+    assert {p.user for p in host.process.filter(ppid=main)} == {"hello-modpy"}
+
+
+def test_mod_python_is_refused_on_debian_13_before_anything_changes(host):
+    """Debian 13 has no mod_python: site.yml's app tier stops before any app changes, naming the
+    app and why."""
+    if host.system_info.release.split(".")[0] != "13":
+        pytest.skip("Debian 13 only")
+    result = run_playbook("playbooks/app.yml", {"servers_apps_not_here": []}, limit=host.backend.get_hostname())
+    assert result.returncode != 0
+    assert "hello-modpy: server mod_python runs on Debian 12 and older only" in result.stdout, result.stdout[-3000:]
+    assert "changed=0" in result.stdout
+    assert not host.user("hello-modpy").exists and not host.file("/srv/hello-modpy").exists
+    assert not host.package("libapache2-mod-python").is_installed
 
 
 def test_removed_app_left_nothing(host):
