@@ -670,7 +670,7 @@ def test_mod_python_config_and_unit(rendered):
     conf = read(rendered, "mod_python_default", "httpd.conf")
     assert "LoadModule mpm_prefork_module" in conf and "LoadModule python_module" in conf
     assert not re.search(r"^\s*PythonPath", conf, re.M) and "PythonImport webstack_mod_python main_interpreter" in conf
-    for line in ("StartServers 3", "MaxRequestWorkers 3", "Listen 127.0.0.1:8091", "PythonHandler mod_python.wsgi"):
+    for line in ("StartServers 3", "MaxRequestWorkers 3", "Listen 127.0.0.1:8091", "PythonHandler webstack_mod_python\n"):
         assert line in conf
     assert "/releases/" not in conf
     service = yaml.safe_load(read(rendered, "mod_python_default", "service.yml"))
