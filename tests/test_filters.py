@@ -113,7 +113,7 @@ def test_filters_are_registered():
     assert set(webstack.FilterModule().filters()) == {
         "webstack_apps", "webstack_nginx_sites", "webstack_bad_server_names", "systemd_env_value",
         "webstack_select_apps", "webstack_unused_server_packages", "webstack_source_problem", "webstack_layout",
-        "webstack_databases",
+        "webstack_databases", "webstack_unavailable_servers",
         "webstack_database_url", "webstack_firewall_rules", "webstack_python_app_vars", "nginx_features",
         "nginx_subject_alt_names", "nginx_access_problems", "nginx_certificate_path", "webstack_lead_hosts",
     }
@@ -429,6 +429,44 @@ def test_spawn_fcgi_takes_the_unix_socket_only():
             webstack.webstack_apps([given], tiers, "app1")
 
 
+def test_mod_wsgi_takes_a_tcp_port_of_1024_or_more_only():
+    """mod_wsgi's Apache runs as the app's user and has no unix-socket Listen: host:port (or a
+    port on split tiers) passes and gets proxy_pass with keep-alive, a unix socket or a
+    privileged port is refused naming why; its Apache goes with the last app that runs it."""
+    [one] = webstack.webstack_apps([app(server="mod_wsgi", listen="127.0.0.1:8090", mod_wsgi={"processes": 3})])
+    assert (one["protocol"], one["listen"], one["keepalive"]) == ("http", "127.0.0.1:8090", 16)
+    assert webstack.webstack_python_app_vars(one)["mod_wsgi_overrides"] == {"processes": 3}
+    [split] = webstack.webstack_apps([app(server="mod_wsgi", port=8090)], layout(["web1"], ["app1"]), "app1")
+    assert split["listen"].endswith(":8090")
+    with pytest.raises(AnsibleFilterError, match=r"webstack_apps\[0\]\.listen: mod_wsgi runs an Apache .* TCP only"):
+        webstack.webstack_apps([app(server="mod_wsgi")])
+    with pytest.raises(AnsibleFilterError, match=r"webstack_apps\[0\]\.listen: .*below 1024 \(got 80\)"):
+        webstack.webstack_apps([app(server="mod_wsgi", listen="127.0.0.1:80")])
+    with pytest.raises(AnsibleFilterError, match=r"webstack_apps\[0\]\.port: .*below 1024 \(got 900\)"):
+        webstack.webstack_apps([app(server="mod_wsgi", port=900)], layout(["web1"], ["app1"]), "app1")
+    assert "apache2-bin" not in webstack.webstack_unused_server_packages([one])
+    assert "apache2-bin" in webstack.webstack_unused_server_packages([{**one, "state": "absent"}])
+
+
+def test_mod_python_is_refused_on_debian_13_naming_the_app():
+    """Debian 13 has no libapache2-mod-python: site.yml and python_app stop before changing
+    anything; an absent mod_python app, other servers and Debian 12 pass."""
+    apps = webstack.webstack_apps([app(server="mod_python", listen="127.0.0.1:8091"),
+                                   app(name="blog", domains=["blog.test"], server="mod_wsgi", listen="127.0.0.1:8092"),
+                                   app(name="old", domains=["old.test"], server="mod_python", state="absent",
+                                       listen="127.0.0.1:8093")])
+    [problem] = webstack.webstack_unavailable_servers(apps, "13")
+    assert problem.startswith("hello: server mod_python runs on Debian 12 and older only")
+    assert "choose mod_wsgi" in problem
+    assert webstack.webstack_unavailable_servers(apps, "12") == []
+    assert (apps[0]["protocol"], apps[0]["keepalive"], apps[1]["keepalive"]) == ("http", 0, 16), "prefork: no keep-alive"
+    with pytest.raises(AnsibleFilterError, match=r"webstack_apps\[0\]\.keepalive: mod_python serves one connection"):
+        webstack.webstack_apps([app(server="mod_python", listen="127.0.0.1:8091", keepalive=4)])
+    assert webstack.webstack_unavailable_servers(apps, "") == [], "no Debian version: apt will say"
+    assert "apache2-bin" not in webstack.webstack_unused_server_packages(apps[:1]), "mod_python keeps Apache"
+    assert "libapache2-mod-python" in webstack.webstack_unused_server_packages(apps[1:2])
+
+
 def test_an_app_host_without_an_address_is_named():
     with pytest.raises(AnsibleFilterError, match=r"no private address for host app9 .*webstack_private_address"):
         layout(["web1"], ["app1", "app9"], {**HOSTVARS, "app9": {}})
@@ -705,7 +743,8 @@ def test_a_cgi_app_gets_fastcgi_with_its_script_and_fcgiwrap_goes_with_the_last_
     [site, other] = webstack.webstack_nginx_sites(given)
     assert site["upstream"]["script"] == "/srv/hello/current/webstack_cgi.py"
     assert "script" not in other["upstream"]
-    assert webstack.webstack_unused_server_packages(apps) == ["spawn-fcgi"]
-    assert webstack.webstack_unused_server_packages(apps[1:]) == ["fcgiwrap", "spawn-fcgi"]
+    apache = ["apache2-bin", "libapache2-mod-python"]
+    assert webstack.webstack_unused_server_packages(apps) == [*apache, "spawn-fcgi"]
+    assert webstack.webstack_unused_server_packages(apps[1:]) == [*apache[:1], "fcgiwrap", *apache[1:], "spawn-fcgi"]
     gone = webstack.webstack_apps([app(server="cgi", state="absent"), app(name="sp", server="spawn-fcgi")])
-    assert webstack.webstack_unused_server_packages(gone) == ["fcgiwrap"]
+    assert webstack.webstack_unused_server_packages(gone) == [*apache[:1], "fcgiwrap", *apache[1:]]

@@ -46,6 +46,10 @@ TORNADO_FILES = ["webstack_tornado.py", "service.yml", "socket.yml"]
 GEVENT_FILES = ["webstack_gevent.py", "service.yml", "socket.yml"]
 CGI_FILES = ["webstack_cgi.py", "webstack_cgi_stop.py", "service.yml", "socket.yml"]
 SPAWN_FCGI_FILES = ["webstack_spawn.py", "webstack_spawn_fcgi.py", "service.yml"]
+MOD_WSGI_FILES = ["httpd.conf", "webstack_mod_wsgi.py", "webstack_apache.py", "service.yml"]
+MOD_PYTHON_FILES = ["httpd.conf", "webstack_mod_python.py", "webstack_apache.py", "service.yml"]
+# What mod_wsgi-express module-location prints for a release's venv.
+MOD_WSGI_SO = "venv/lib/python3.13/site-packages/mod_wsgi/server/mod_wsgi-py313.cpython-313-x86_64-linux-gnu.so"
 
 
 def site(name, protocol, servers, keepalive=0):
@@ -159,6 +163,19 @@ CASES = {
     "cgi_default": ("cgi", CGI_FILES, {"cgi_app": APP, "cgi_overrides": {"processes": 3}}),
     "spawn_fcgi_default": ("spawn_fcgi", SPAWN_FCGI_FILES, {
         "spawn_fcgi_app": APP, "spawn_fcgi_overrides": {"processes": 3, "timeout": 10, "drain": 3}}),
+    "mod_wsgi_default": ("mod_wsgi", MOD_WSGI_FILES, {
+        "mod_wsgi_app": {**APP, "listen": "127.0.0.1:8090"},
+        "_mod_wsgi_location": {"stdout": f"{APP['path']}/{MOD_WSGI_SO}\n"}}),
+    # Another release of the same app, with other settings for one of them.
+    "mod_wsgi_next_release": ("mod_wsgi", MOD_WSGI_FILES, {
+        "mod_wsgi_app": {**APP, "id": "def456", "path": "/srv/hello/releases/def456", "venv": "/srv/hello/releases/def456/venv",
+                         "src": "/srv/hello/releases/def456/src", "listen": "127.0.0.1:8090"},
+        "_mod_wsgi_location": {"stdout": f"/srv/hello/releases/def456/{MOD_WSGI_SO}\n"}}),
+    "mod_wsgi_overrides": ("mod_wsgi", MOD_WSGI_FILES, {
+        "mod_wsgi_app": {**APP, "listen": "[::1]:8090"}, "mod_wsgi_overrides": {"processes": 3, "threads": 1},
+        "_mod_wsgi_location": {"stdout": f"{APP['path']}/{MOD_WSGI_SO}\n"}}),
+    "mod_python_default": ("mod_python", MOD_PYTHON_FILES, {
+        "mod_python_app": {**APP, "listen": "127.0.0.1:8091"}, "mod_python_overrides": {"processes": 3}}),
     "gunicorn_sync": ("gunicorn", GUNICORN_FILES, {"gunicorn_app": APP, "gunicorn_workers": 5}),
     "gunicorn_gthread_tcp": ("gunicorn", GUNICORN_FILES, {
         "gunicorn_app": {**APP, "listen": "0.0.0.0:8000"}, "gunicorn_workers": 3,
@@ -224,7 +241,18 @@ APP_SERVER_VARS = {
     "gevent": {"app_server_app": "{{ gevent_app }}"},
     "cgi": {"app_server_app": "{{ cgi_app }}"},
     "spawn_fcgi": {"app_server_app": "{{ spawn_fcgi_app }}"},
+    # The Apache-run servers go through the apache role, which calls app_server with these.
+    "mod_wsgi": {"app_server_app": "{{ mod_wsgi_app }}", "app_server_socket": False, "apache_app": "{{ mod_wsgi_app }}",
+                 "apache_label": "Apache mod_wsgi", "apache_workers": "daemons",
+                 "apache_processes": "{{ _mod_wsgi_settings.processes }}",
+                 "apache_graceful_timeout": "{{ _mod_wsgi_settings.graceful_timeout }}"},
+    "mod_python": {"app_server_app": "{{ mod_python_app }}", "app_server_socket": False,
+                   "apache_app": "{{ mod_python_app }}", "apache_label": "Apache mod_python",
+                   "apache_processes": "{{ _mod_python_settings.processes }}",
+                   "apache_graceful_timeout": "{{ _mod_python_settings.graceful_timeout }}",
+                   "app_server_environment": ["PYTHONPATH={{ mod_python_app.current }}"]},
 }
+APACHE_ROLES = ("mod_wsgi", "mod_python")
 TEMPLATE_SOURCES = {
     ("nginx", "site.conf"): "site.conf.j2",
     ("nginx", "tls.conf"): "tls.conf.j2",
@@ -238,6 +266,10 @@ TEMPLATE_SOURCES = {
     ("gevent", "socket.yml"): str(ROLES / "app_server/templates/app_server_socket.yml.j2"),
     ("cgi", "service.yml"): str(EFFECTIVE_SERVICE),
     ("spawn_fcgi", "service.yml"): str(EFFECTIVE_SERVICE),
+    ("mod_wsgi", "service.yml"): str(EFFECTIVE_SERVICE),
+    ("mod_wsgi", "webstack_apache.py"): str(ROLES / "apache/templates/webstack_apache.py.j2"),
+    ("mod_python", "service.yml"): str(EFFECTIVE_SERVICE),
+    ("mod_python", "webstack_apache.py"): str(ROLES / "apache/templates/webstack_apache.py.j2"),
     ("cgi", "socket.yml"): str(ROLES / "app_server/templates/app_server_socket.yml.j2"),
     ("gunicorn", "service.yml"): str(EFFECTIVE_SERVICE),
     ("gunicorn", "socket.yml"): str(ROLES / "app_server/templates/app_server_socket.yml.j2"),
@@ -257,8 +289,12 @@ def rendered(tmp_path_factory):
         role_files = [str(ROLES / role / "defaults/main.yml"), str(ROLES / role / "vars/main.yml")]
         if role in APP_SERVER_VARS:
             role_files += [str(ROLES / "app_server/defaults/main.yml"), str(ROLES / "app_server/vars/main.yml")]
+            service_role = "apache" if role in APACHE_ROLES else role
+            if role in APACHE_ROLES:
+                role_files += [str(ROLES / "apache/defaults/main.yml"), str(ROLES / "apache/vars/main.yml")]
             variables = {**APP_SERVER_VARS[role], **variables, "app_server_service": (
-                "{{ lookup('ansible.builtin.template', '%s') | from_yaml }}" % (ROLES / role / "templates/service.yml.j2"))}
+                "{{ lookup('ansible.builtin.template', '%s') | from_yaml }}"
+                % (ROLES / service_role / "templates/service.yml.j2"))}
         case_vars = out / f"{case}.json"
         case_vars.write_text(json.dumps(variables))
         plays.append({
@@ -591,6 +627,61 @@ def test_spawn_fcgi_unit(rendered):
     assert '"-F", "3"' in controller and '"-M", "0660"' in controller and '"-u"' not in controller
     assert read(rendered, "spawn_fcgi_default", "webstack_spawn_fcgi.py").startswith(
         "#!/srv/hello/releases/abc123/venv/bin/python\n")
+
+
+def test_mod_wsgi_config_is_the_same_in_every_release(rendered):
+    """A deploy restarts only the daemon processes when httpd.conf is unchanged: every path of a
+    release in it goes through current, so two releases render the same file; other settings
+    do not."""
+    conf = read(rendered, "mod_wsgi_default", "httpd.conf")
+    assert conf == read(rendered, "mod_wsgi_next_release", "httpd.conf")
+    assert "/releases/" not in conf
+    assert f"LoadModule wsgi_module /srv/hello/current/{MOD_WSGI_SO}\n" in conf
+    assert "Listen 127.0.0.1:8090\n" in conf and "WSGIRestrictEmbedded On" in conf
+    daemon = re.search(r"^WSGIDaemonProcess hello (.*)$", conf, re.M).group(1).split()
+    assert {"processes=2", "threads=4", "python-home=/srv/hello/current/venv", "listen-backlog=2048"} <= set(daemon)
+    other = read(rendered, "mod_wsgi_overrides", "httpd.conf")
+    assert other != conf and "processes=3 threads=1" in other and "Listen [::1]:8090\n" in other
+    assert read(rendered, "mod_wsgi_default", "webstack_mod_wsgi.py") != read(
+        rendered, "mod_wsgi_next_release", "webstack_mod_wsgi.py"), "the script names its release"
+
+
+def test_mod_wsgi_unit(rendered):
+    service = yaml.safe_load(read(rendered, "mod_wsgi_default", "service.yml"))
+    script = "/srv/hello/current/webstack_apache.py"
+    assert (service["Type"], service["User"], service["Group"]) == ("exec", "hello", "hello")
+    assert service["ExecStartPre"] == f"{script} prepare"
+    assert service["ExecStart"] == "/usr/sbin/apache2 -DFOREGROUND -f /run/apache-hello/httpd.conf"
+    assert service["ExecStartPost"] == f"{script} ready $MAINPID"
+    assert service["ExecReload"] == f"{script} reload $MAINPID"
+    assert service["EnvironmentFile"] is None, "the daemon processes read the env file when they start"
+    assert (service["KillSignal"], service["KillMode"]) == ("SIGWINCH", "mixed")
+    assert service["RuntimeDirectory"] == "apache-hello"
+    helper = read(rendered, "mod_wsgi_default", "webstack_apache.py")
+    assert helper.startswith("#!/usr/bin/python3\n") and "PROCESSES = 2\n" in helper
+    compile(helper, "webstack_apache.py", "exec")
+    compile(read(rendered, "mod_wsgi_default", "webstack_mod_wsgi.py"), "webstack_mod_wsgi.py", "exec")
+
+
+def test_mod_python_config_and_unit(rendered):
+    """mod_python: prefork children with the app embedded, found through PYTHONPATH (no
+    PythonPath, which mod_python would apply again on a request); the unit restarts Apache
+    gracefully on a reload and waits for the children."""
+    conf = read(rendered, "mod_python_default", "httpd.conf")
+    assert "LoadModule mpm_prefork_module" in conf and "LoadModule python_module" in conf
+    assert not re.search(r"^\s*PythonPath", conf, re.M) and "PythonImport webstack_mod_python main_interpreter" in conf
+    for line in ("StartServers 3", "MaxRequestWorkers 3", "Listen 127.0.0.1:8091", "PythonHandler webstack_mod_python\n"):
+        assert line in conf
+    assert "/releases/" not in conf
+    service = yaml.safe_load(read(rendered, "mod_python_default", "service.yml"))
+    assert "PYTHONPATH=/srv/hello/current" in service["Environment"]
+    assert service["ExecReload"] == "/srv/hello/current/webstack_apache.py reload $MAINPID"
+    helper = read(rendered, "mod_python_default", "webstack_apache.py")
+    assert "DAEMONS = False\n" in helper and "PROCESSES = 3\n" in helper
+    assert "DAEMONS = True\n" in read(rendered, "mod_wsgi_default", "webstack_apache.py")
+    module = read(rendered, "mod_python_default", "webstack_mod_python.py")
+    compile(module, "webstack_mod_python.py", "exec")
+    assert 'CURRENT = "/srv/hello/current"' in module and "/run/apache-hello" in module
 
 
 class SpawnFcgi:

@@ -36,20 +36,34 @@ options:
 # server -> the protocol nginx speaks to it
 SERVERS = {
     "gunicorn": "http", "uwsgi": "uwsgi", "fastcgi": "fastcgi", "scgi": "scgi", "tornado": "http", "gevent": "http",
-    "cgi": "fastcgi", "spawn-fcgi": "fastcgi",
+    "cgi": "fastcgi", "spawn-fcgi": "fastcgi", "mod_wsgi": "http",
+    "mod_python": "http",
 }
 # server -> the script nginx names (SCRIPT_FILENAME) in the app's live release, for servers that run one.
 SERVER_SCRIPTS = {"cgi": "webstack_cgi.py"}
 # server -> the Debian packages it runs with (its role's <role>_packages.runtime), which site.yml
 # removes from a host with the last app that uses them.
-SERVER_HOST_PACKAGES = {"cgi": ["fcgiwrap"], "spawn-fcgi": ["spawn-fcgi"]}
+# (Apache goes with the last app that runs mod_wsgi or mod_python: removing it would remove
+# mod_python with it.)
+SERVER_HOST_PACKAGES = {
+    "cgi": ["fcgiwrap"], "spawn-fcgi": ["spawn-fcgi"], "mod_wsgi": ["apache2-bin"],
+    "mod_python": ["libapache2-mod-python", "apache2-bin"],
+}
 # Servers that bind their unix socket themselves (no systemd socket): a reload renames a new socket
 # over the path, which has no TCP equivalent.
 UNIX_ONLY_SERVERS = ("spawn-fcgi",)
+# Servers that bind a TCP port themselves, as the app's user (Apache has no unix-socket Listen).
+TCP_ONLY_SERVERS = ("mod_wsgi", "mod_python")
+# Servers whose workers take one connection each (prefork): an idle kept-alive connection from
+# nginx would hold a whole worker, so nginx keeps none.
+NO_KEEPALIVE_SERVERS = ("mod_python",)
+# Servers Debian has up to a release only: server -> the last Debian major version that has it.
+SERVER_LAST_DEBIAN = {"mod_python": 12}
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 KNOWN_KEYS = {
     "name", "source", "wsgi_app", "server", "domains", "domains_regex", "static", "env", "secret_env",
-    "gunicorn", "uwsgi", "flup", "tornado", "gevent", "cgi", "spawn_fcgi", "root", "state", "requirements_file", "pip_packages",
+    "gunicorn", "uwsgi", "flup", "tornado", "gevent", "cgi", "spawn_fcgi", "mod_wsgi", "mod_python", "root",
+    "state", "requirements_file", "pip_packages",
     "listen", "keepalive", "prefix", "healthcheck", "pre_activate", "keep_releases", "port", "database",
     "tls", "nginx", "access", "generated_secrets",
 }
@@ -76,7 +90,7 @@ PYTHON_APP_KEYS = (
     "name", "state", "source", "wsgi_app", "server", "root", "listen", "env", "secret_env",
     "generated_secrets", "requirements_file", "pip_packages", "pre_activate", "keep_releases",
 )
-SERVER_ROLES = ("gunicorn", "uwsgi", "flup", "tornado", "gevent", "cgi", "spawn_fcgi")
+SERVER_ROLES = ("gunicorn", "uwsgi", "flup", "tornado", "gevent", "cgi", "spawn_fcgi", "mod_wsgi", "mod_python")
 # A URL prefix an app is mounted under: "/" (the site root) or "/seg/.../".
 PREFIX_RE = re.compile(r"^/([A-Za-z0-9._~-]+/)*$")
 # A host name nginx may get as a server_name: labels of letters, digits, - and _, dot-separated,
@@ -265,12 +279,23 @@ def _app(index, app, layout=None, host=None):
         _fail(index, "server", f"{server} binds its unix socket itself and reloads by renaming a new one over "
               "it, which TCP cannot do: leave listen out and keep web and app on the same host, or pick fastcgi "
               "(flup on a socket systemd holds) for TCP")
+    if not tcp and server in TCP_ONLY_SERVERS:
+        _fail(index, "listen", f"{server} runs an Apache of the app's own, which listens on TCP only: give "
+              "listen: 127.0.0.1:<a free port> (or port, on split tiers)")
+    bound = port if split else int(listen.rsplit(":", 1)[1]) if tcp else None
+    if server in TCP_ONLY_SERVERS and bound is not None and bound < 1024:
+        _fail(index, "port" if split else "listen", f"{server}'s Apache runs as the app's user, which cannot "
+              f"bind a port below 1024 (got {bound})")
     protocol = SERVERS[server]
-    keepalive = app.get("keepalive", DEFAULT_KEEPALIVE if tcp and protocol in KEEPALIVE_PROTOCOLS else 0)
+    keepalive = app.get("keepalive", DEFAULT_KEEPALIVE if tcp and protocol in KEEPALIVE_PROTOCOLS
+                        and server not in NO_KEEPALIVE_SERVERS else 0)
     if not isinstance(keepalive, int) or isinstance(keepalive, bool) or keepalive < 0:
         _fail(index, "keepalive", f"must be a whole number of connections (got {keepalive!r})")
     if keepalive and protocol not in KEEPALIVE_PROTOCOLS:
         _fail(index, "keepalive", f"the {protocol} protocol has no keep-alive; leave it 0")
+    if keepalive and server in NO_KEEPALIVE_SERVERS:
+        _fail(index, "keepalive", f"{server} serves one connection per process: an idle kept-alive connection "
+              "would hold a whole process; leave it 0")
     if keepalive and not tcp:
         _fail(index, "keepalive", "only TCP listeners use keep-alive; a unix socket has nothing to save")
     prefix = app.get("prefix", "/")
@@ -500,6 +525,21 @@ def webstack_select_apps(apps, names="", absent=False):
             f"webstack_deploy_apps: {', '.join(map(repr, unknown))} is not {kind} of webstack_apps "
             f"(there are: {', '.join(known) or 'none'})")
     return [app for app in pool if not wanted or app["name"] in wanted]
+
+
+def webstack_unavailable_servers(apps, debian_major):
+    """Why the present apps of ``apps`` cannot run on a host with this Debian major version: one
+    line per app whose server Debian no longer ships there (SERVER_LAST_DEBIAN); empty when all
+    can. site.yml and python_app fail on it before they change anything."""
+    try:
+        major = int(debian_major)
+    except (TypeError, ValueError):
+        return []  # not Debian: its own package manager will say
+    return [f"{app['name']}: server {app['server']} runs on Debian {SERVER_LAST_DEBIAN[app['server']]} and "
+            f"older only (Debian {SERVER_LAST_DEBIAN[app['server']] + 1} dropped libapache2-mod-python; "
+            f"this host runs Debian {major}): choose mod_wsgi, or a Debian {SERVER_LAST_DEBIAN[app['server']]} host"
+            for app in apps
+            if app.get("state", "present") == "present" and major > SERVER_LAST_DEBIAN.get(app.get("server"), major)]
 
 
 def webstack_unused_server_packages(apps):
@@ -747,6 +787,7 @@ class FilterModule:
             "webstack_bad_server_names": bad_server_names,
             "webstack_select_apps": webstack_select_apps,
             "webstack_unused_server_packages": webstack_unused_server_packages,
+            "webstack_unavailable_servers": webstack_unavailable_servers,
             "webstack_python_app_vars": webstack_python_app_vars,
             "webstack_lead_hosts": webstack_lead_hosts,
             "nginx_features": nginx_features,

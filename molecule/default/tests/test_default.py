@@ -119,14 +119,14 @@ def test_the_generated_secret_key_reaches_the_app_and_nothing_else(host):
     assert host.run("grep -rlF -- %s /srv/%s/releases /etc /var/log", key, APP).stdout == "", "only in shared/"
 
 
-def test_a_verbose_diff_run_shows_no_secret_and_keeps_it(host):
-    """The app tier again on both hosts, as verbose as a user would debug it: the generated keys
-    stay the same and appear nowhere in the output."""
+def test_a_verbose_diff_check_run_shows_no_secret_and_plans_no_change(host):
+    """The app tier again on both converged hosts in check mode, as verbose as a user would debug
+    it: it plans no change, and the generated keys appear nowhere in the output."""
     if host.backend.get_hostname() != HOSTS[0]:
         pytest.skip("runs once, against every host")
     hosts = [scenario_host(name) for name in HOSTS]
     keys = [h.file(f"/srv/{APP}/shared/secrets/SECRET_KEY").content_string for h in hosts]
-    result = run_playbook("playbooks/app.yml", options=["--diff", "-vv"])
+    result = run_playbook("playbooks/app.yml", options=["--check", "--diff", "-vv"])
     assert result.returncode == 0, result.stdout[-3000:]
     assert re.search(r"changed=0\b", result.stdout) and not re.search(r"changed=[1-9]", result.stdout), "idempotent"
     for h, key in zip(hosts, keys):

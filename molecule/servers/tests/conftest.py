@@ -12,13 +12,14 @@ def pytest_configure(config):
 
 
 def scenario_apps(host):
-    """Every app of molecule.yml's servers_apps, and those this host runs: all of them, or the
-    servers_apps_here subset a host names in its host_vars."""
+    """Every app of molecule.yml's servers_apps, and those this host runs: all of them but
+    servers_apps_not_here, or the servers_apps_here subset a host names in its host_vars."""
     variables = host.ansible.get_variables()
     every = {app["name"] for app in variables["servers_apps"]}
     here = variables.get("servers_apps_here")
+    not_here = set(variables.get("servers_apps_not_here") or ())
     assert here is None or set(here) <= every, f"servers_apps_here names unknown apps: {here}"
-    return every, every if here is None else set(here)
+    return every, every - not_here if here is None else set(here)
 
 
 @pytest.fixture

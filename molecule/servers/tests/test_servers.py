@@ -6,7 +6,7 @@ import pathlib
 import re
 
 import pytest
-from webstack_verify import drive, http, load_during, process_env, release_dir, time_wait
+from webstack_verify import drive, http, load_during, process_env, release_dir, run_playbook, time_wait
 
 RESULTS = pathlib.Path(__file__).resolve().parents[3] / ".cache" / "bench"
 
@@ -22,11 +22,13 @@ APPS = {
     "hello-pywsgi": ("pywsgi.test", "", "gevent", "prefork+greenlets", "proxy_pass"),
     "hello-cgi": ("apps.test", "/cgi", "cgi", "process-per-request", "fastcgi_pass"),
     "hello-spawn": ("apps.test", "/spawn", "spawn-fcgi", "process", "fastcgi_pass"),
+    "hello-wsgi": ("apps.test", "/wsgi", "mod_wsgi", "daemon", "proxy_pass"),
+    "hello-modpy": ("apps.test", "/modpy", "mod_python", "prefork", "proxy_pass"),
 }
 GREETING = {
     "hello-sync": "sync", "hello-gthread": "gthread", "hello-gevent": "gevent",
     "hello-uwsgi": "uwsgi", "hello-fcgi": "fastcgi", "hello-scgi": "scgi", "hello-tornado": "tornado",
-    "hello-pywsgi": "pywsgi", "hello-cgi": "cgi", "hello-spawn": "spawn-fcgi",
+    "hello-pywsgi": "pywsgi", "hello-cgi": "cgi", "hello-spawn": "spawn-fcgi", "hello-wsgi": "mod_wsgi", "hello-modpy": "mod_python",
 }
 each_app = pytest.mark.parametrize("app", list(APPS))
 
@@ -121,6 +123,15 @@ def site_of(host, server_name):
 
 @each_app
 def test_socket_and_site(host, app):
+    site = site_of(host, APPS[app][0])
+    assert re.search(rf"^\s*{APPS[app][4]} (http://)?{app}_app;", site, re.M)
+    assert host.service(f"{app}.service").is_running
+    if app in ("hello-wsgi", "hello-modpy"):
+        # Apache binds its TCP port itself, as the app's user: no socket unit, no unix socket.
+        assert host.socket(f"tcp://127.0.0.1:{ {'hello-wsgi': 8003, 'hello-modpy': 8004}[app] }").is_listening
+        assert not host.file(f"/run/{app}.sock").exists
+        assert not host.file(f"/etc/systemd/system/{app}.socket").exists
+        return
     socket = host.file(f"/run/{app}.sock")
     if app == "hello-spawn":
         # spawn-fcgi's live socket is in its runtime directory (a reload renames a new one over it)
@@ -128,9 +139,6 @@ def test_socket_and_site(host, app):
         socket = host.file(socket.linked_to)
     assert socket.is_socket
     assert (socket.user, socket.group, socket.mode) == ("root", "www-data", 0o660)
-    site = site_of(host, APPS[app][0])
-    assert re.search(rf"^\s*{APPS[app][4]} (http://)?{app}_app;", site, re.M)
-    assert host.service(f"{app}.service").is_running
     # spawn-fcgi binds the socket itself: no socket unit (and none left from another server).
     assert host.service(f"{app}.socket").is_running == (app != "hello-spawn")
     assert host.file(f"/etc/systemd/system/{app}.socket").exists == (app != "hello-spawn")
@@ -148,6 +156,7 @@ def test_venv_holds_only_its_server(host, app):
     assert site_packages(host, app, "flup") == (server.startswith("flup") or server == "spawn-fcgi")
     assert site_packages(host, app, "tornado") == (server == "tornado")
     assert (host.file(release_dir(host, app) + "/venv/bin/uwsgi").exists) == (server == "uwsgi")
+    assert site_packages(host, app, "mod_wsgi") == (server == "mod_wsgi")
 
 
 @pytest.mark.apps("hello-uwsgi")
@@ -164,6 +173,14 @@ def test_uwsgi_ini(host):
         assert line in ini
 
 
+def reload_under_load(host, app, action="reload", at_least=20):
+    """systemctl <action> of the app's service while clients ask it through nginx: every request
+    answered (and enough of them to mean something)."""
+    result = load_during(host, APPS[app][0], f"systemctl {action} {app}.service", path=APPS[app][1] + "/api/info")
+    assert result["ok"] > at_least
+    assert result["failed"] == 0, result
+
+
 def main_and_workers(host, app):
     master = int(host.run("systemctl show --property=MainPID --value %s.service", app).stdout)
     return master, {p.pid for p in host.process.filter(user=app)} - {master}
@@ -172,9 +189,7 @@ def main_and_workers(host, app):
 @pytest.mark.apps("hello-uwsgi")
 def test_uwsgi_graceful_reload_fails_no_request(host):
     master_before, workers_before = main_and_workers(host, "hello-uwsgi")
-    result = load_during(host, "apps.test", "systemctl reload hello-uwsgi.service", path="/uwsgi/api/info")
-    assert result["ok"] > 20
-    assert result["failed"] == 0, result
+    reload_under_load(host, "hello-uwsgi")
     master_after, workers_after = main_and_workers(host, "hello-uwsgi")
     assert master_after == master_before, "a reload keeps the master"
     assert workers_before and workers_after and not workers_before & workers_after, "workers replaced"
@@ -182,9 +197,7 @@ def test_uwsgi_graceful_reload_fails_no_request(host):
 
 @pytest.mark.parametrize("app", ["hello-fcgi", "hello-scgi", "hello-gthread", "hello-tornado", "hello-pywsgi", "hello-cgi"])
 def test_restart_under_load_fails_no_request(host, app):
-    result = load_during(host, APPS[app][0], f"systemctl restart {app}.service", path=APPS[app][1] + "/api/info")
-    assert result["ok"] > 5
-    assert result["failed"] == 0, result
+    reload_under_load(host, app, "restart", at_least=5)
 
 
 @pytest.mark.apps("hello-spawn")
@@ -192,12 +205,58 @@ def test_spawn_fcgi_reload_replaces_every_process_and_fails_no_request(host):
     """A reload (what every deploy does for spawn-fcgi): a new set takes the socket over, the old
     one finishes and exits, no request fails; each process runs as the app's user."""
     before = {p.pid for p in host.process.filter(user="hello-spawn")}
-    result = load_during(host, "apps.test", "systemctl reload hello-spawn.service", path="/spawn/api/info")
-    assert result["ok"] > 20
-    assert result["failed"] == 0, result
+    reload_under_load(host, "hello-spawn")
     after = {p.pid for p in host.process.filter(user="hello-spawn")}
     assert len(before) == len(after) == 3 and not before & after, (before, after)
     assert [p.user for p in host.process.filter(comm="spawn-fcgi")] == [], "spawn-fcgi itself does not stay"
+
+
+def daemon_processes(host, app):
+    """Apache's main pid and the mod_wsgi daemon processes it runs ("(wsgi:<app>)")."""
+    main = int(host.run("systemctl show --property=MainPID --value %s.service", app).stdout)
+    listing = host.check_output("ps -o pid=,ppid=,args= --ppid %s", str(main))
+    return main, {int(line.split()[0]) for line in listing.splitlines() if line.split()[2].startswith("(wsgi:")}
+
+
+@pytest.mark.apps("hello-wsgi")
+def test_mod_wsgi_reload_restarts_the_daemons_only_and_fails_no_request(host):
+    """What every deploy does for mod_wsgi: the daemon processes restart on the live release
+    while Apache keeps its port; no request fails. Its build packages are gone."""
+    main, before = daemon_processes(host, "hello-wsgi")
+    reload_under_load(host, "hello-wsgi")
+    main_after, after = daemon_processes(host, "hello-wsgi")
+    assert main_after == main, "Apache itself is not restarted"
+    assert len(before) == len(after) == 2 and not before & after, (before, after)
+    assert {p.user for p in host.process.filter(ppid=main)} == {"hello-wsgi"}
+    for package in ("apache2-dev", "gcc"):
+        assert not host.package(package).is_installed, f"{package} was kept after building mod_wsgi"
+    assert not host.service("apache2.service").is_running
+
+
+@pytest.mark.apps("hello-modpy")
+def test_mod_python_reload_is_a_graceful_restart_that_fails_no_request(host):
+    """mod_python's reload (every deploy): Apache restarts gracefully, its children are replaced
+    (each loads the app again), no request fails."""
+    main = int(host.run("systemctl show --property=MainPID --value hello-modpy.service").stdout)
+    children = lambda: {p.pid for p in host.process.filter(ppid=main, comm="apache2")}  # noqa: E731
+    before = children()
+    reload_under_load(host, "hello-modpy")
+    after = children()
+    assert len(before) == len(after) == 3 and not before & after, (before, after)
+    assert {p.user for p in host.process.filter(ppid=main)} == {"hello-modpy"}
+
+
+def test_mod_python_is_refused_on_debian_13_before_anything_changes(host):
+    """Debian 13 has no mod_python: site.yml's app tier stops before any app changes, naming the
+    app and why."""
+    if host.system_info.release.split(".")[0] != "13":
+        pytest.skip("Debian 13 only")
+    result = run_playbook("playbooks/app.yml", {"servers_apps_not_here": []}, limit=host.backend.get_hostname())
+    assert result.returncode != 0
+    assert "hello-modpy: server mod_python runs on Debian 12 and older only" in result.stdout, result.stdout[-3000:]
+    assert "changed=0" in result.stdout
+    assert not host.user("hello-modpy").exists and not host.file("/srv/hello-modpy").exists
+    assert not host.package("libapache2-mod-python").is_installed
 
 
 def test_removed_app_left_nothing(host):
