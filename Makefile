@@ -12,7 +12,7 @@ TOPOLOGY ?= one
 INVENTORY := $(if $(filter three-tier,$(TOPOLOGY)),sandboxes/three-tier,inventory)
 SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
-.PHONY: help setup engine images image-12 image-13 browser fcgi-tools sslyze demo demo-down deploy rollback lint unit molecule test collection clean
+.PHONY: help setup engine images image-12 image-13 browser fcgi-tools sslyze bench-tools demo demo-down deploy rollback lint unit molecule test bench bench-up bench-provision bench-run bench-ports bench-reload bench-down collection clean
 
 help:
 	@echo "make demo     sandbox containers + site.yml + the app's answer through nginx"
@@ -21,6 +21,7 @@ help:
 	@echo "make setup    only the pinned tools in .venv"
 	@echo "make deploy   ship new releases to the sandbox (APPS=a,b to pick apps)"
 	@echo "make rollback put the previous release back (RELEASE=<id> to pick one)"
+	@echo "make bench    every server through nginx under wrk: bench/results/<date>-<host>.{json,md,png}"
 
 setup: $(VENV)/.installed .collections/ansible_collections/pyops/webstack
 
@@ -93,7 +94,57 @@ $(SSLYZE_VENV)/.installed: requirements-sslyze.txt
 	$(SSLYZE_VENV)/bin/pip install -q -r requirements-sslyze.txt
 	touch $@
 
-molecule: setup images browser sslyze
+# matplotlib draws the bench's chart; a venv of its own keeps it out of the tools' venv.
+BENCH_VENV := $(CURDIR)/.cache/bench-venv
+export WEBSTACK_BENCH_PYTHON := $(BENCH_VENV)/bin/python
+bench-tools: $(BENCH_VENV)/.installed
+
+$(BENCH_VENV)/.installed: requirements-bench.txt
+	python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q -r requirements-bench.txt
+	touch $@
+
+# make bench (bench/): sandbox containers converged by site.yml (bench/inventory), then in turn
+# bench-provision (bare container to serving stack, and the re-run, timed), bench-run (every server
+# through nginx under wrk, in rounds), bench-ports (port exhaustion without upstream keep-alive)
+# and bench-reload (reloads and deploys under constant load, with a hard restart as the control).
+# Each writes to bench/results. BENCH_ROUNDS, BENCH_WARMUP and BENCH_DURATION (seconds),
+# BENCH_CONNECTIONS (comma-separated) and BENCH_ONLY (substrings of target names) change bench-run;
+# BENCH_RELOAD_APPS (app names) and BENCH_ACTIONS (reload,deploy,hard) change bench-reload.
+BENCH_ROUNDS ?= 5
+BENCH_WARMUP ?= 5
+BENCH_DURATION ?= 10
+BENCH_CONNECTIONS ?= 8,32,128
+BENCH_ONLY ?=
+BENCH_RELOAD_APPS ?=
+BENCH_ACTIONS ?= reload,deploy,hard
+BENCH_PLAN := .cache/bench
+bench: bench-provision bench-run bench-ports bench-reload
+
+bench-provision: setup image-12
+	python3 bench/provision.py
+
+bench-up: setup image-12 bench-tools
+	ansible-playbook -i bench/inventory playbooks/sandbox.yml
+	ansible-playbook -i bench/inventory site.yml --limit bench:bench_ports
+	ansible-playbook -i bench/inventory bench/plan.yml -e bench_hosts=bench:bench_ports
+
+bench-run: bench-up
+	$(WEBSTACK_BENCH_PYTHON) bench/run.py $(BENCH_PLAN)/plan-webstack-bench.json --rounds $(BENCH_ROUNDS) \
+	  --warmup $(BENCH_WARMUP) --duration $(BENCH_DURATION) --connections $(BENCH_CONNECTIONS) \
+	  $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
+
+bench-ports: bench-up
+	python3 bench/ports.py $(BENCH_PLAN)/plan-webstack-bench-ports.json
+
+bench-reload: bench-up
+	python3 bench/reload.py $(BENCH_PLAN)/plan-webstack-bench.json --actions $(BENCH_ACTIONS) \
+	  $(if $(BENCH_RELOAD_APPS),--apps $(BENCH_RELOAD_APPS))
+
+bench-down: setup
+	ansible-playbook -i bench/inventory playbooks/sandbox.yml -e webstack_sandbox_state=absent
+
+molecule: setup images browser sslyze bench-tools
 	set -e; mkdir -p .cache; for s in $(SCENARIOS); do start=$$(date +%s); molecule test -s $$s; \
 	  echo "molecule $$s: $$(( $$(date +%s) - start ))s" | tee -a .cache/molecule-times.txt; done
 

@@ -9,8 +9,8 @@ from webstack_verify import exposure, http
 # Every app service, and the ACME renewal service (the nginx role's, rendered by systemd_unit,
 # only where an app gets its certificate from ACME).
 APP_UNITS = ["hello-sync", "hello-gthread", "hello-gevent", "hello-uwsgi", "hello-fcgi", "hello-scgi",
-             "hello-tornado", "hello-pywsgi", "hello-cgi", "hello-spawn", "hello-wsgi", "hello-modpy", "hello-tls", "hello-acme", "hello-keep",
-             "hello-nokeep",
+             "hello-tornado", "hello-pywsgi", "hello-cgi", "hello-spawn", "hello-wsgi", "hello-modpy", "hello-tls",
+             "hello-acme",
              pytest.param("webstack-acme-renew", marks=pytest.mark.apps("hello-acme"))]
 
 

@@ -30,6 +30,9 @@ GREETING = {
     "hello-uwsgi": "uwsgi", "hello-fcgi": "fastcgi", "hello-scgi": "scgi", "hello-tornado": "tornado",
     "hello-pywsgi": "pywsgi", "hello-cgi": "cgi", "hello-spawn": "spawn-fcgi", "hello-wsgi": "mod_wsgi", "hello-modpy": "mod_python",
 }
+# The apps on TCP: Apache binds its port itself; gunicorn's port is held by its socket unit,
+# hello-gthread's with nginx keep-alive (the default on TCP), hello-gevent's without.
+TCP_PORTS = {"hello-gthread": 8001, "hello-gevent": 8002, "hello-wsgi": 8003, "hello-modpy": 8004}
 each_app = pytest.mark.parametrize("app", list(APPS))
 
 
@@ -126,11 +129,13 @@ def test_socket_and_site(host, app):
     site = site_of(host, APPS[app][0])
     assert re.search(rf"^\s*{APPS[app][4]} (http://)?{app}_app;", site, re.M)
     assert host.service(f"{app}.service").is_running
-    if app in ("hello-wsgi", "hello-modpy"):
-        # Apache binds its TCP port itself, as the app's user: no socket unit, no unix socket.
-        assert host.socket(f"tcp://127.0.0.1:{ {'hello-wsgi': 8003, 'hello-modpy': 8004}[app] }").is_listening
+    if app in TCP_PORTS:
+        assert host.socket(f"tcp://127.0.0.1:{TCP_PORTS[app]}").is_listening
         assert not host.file(f"/run/{app}.sock").exists
-        assert not host.file(f"/etc/systemd/system/{app}.socket").exists
+        # Apache binds its port itself, as the app's user: no socket unit.
+        apache = APPS[app][2].startswith("mod_")
+        assert host.file(f"/etc/systemd/system/{app}.socket").exists != apache
+        assert host.service(f"{app}.socket").is_running != apache
         return
     socket = host.file(f"/run/{app}.sock")
     if app == "hello-spawn":
@@ -261,7 +266,7 @@ def test_mod_python_is_refused_on_debian_13_before_anything_changes(host):
 
 def test_removed_app_left_nothing(host):
     for path in ("/srv/hello-tmp", "/etc/systemd/system/hello-tmp.service",
-                 "/etc/systemd/system/hello-tmp.socket", "/run/hello-tmp.sock",
+                 "/etc/systemd/system/hello-tmp.socket", "/run/hello-tmp.sock", "/run/apache-hello-tmp",
                  "/etc/nginx/sites-enabled/hello-tmp.conf"):
         assert not host.file(path).exists, path
     assert not host.user("hello-tmp").exists
@@ -273,23 +278,31 @@ def test_nginx_config_valid(host):
     assert host.run("nginx -t").rc == 0
 
 
-@pytest.mark.apps("hello-keep", "hello-nokeep")
+def upstream_block(site, app):
+    match = re.search(rf"^upstream {app}_app {{\n(.*?)^}}", site, re.M | re.S)
+    assert match, site
+    return match.group(1)
+
+
+@pytest.mark.apps("hello-gthread", "hello-gevent")
 def test_upstream_keepalive_spares_time_wait(host):
-    """A few thousand requests through nginx to TCP upstreams, with and without keep-alive."""
+    """A few thousand requests through nginx to TCP upstreams, with keep-alive (hello-gthread) and
+    without (hello-gevent, keepalive: 0)."""
     requests = 3000
     figures = {"requests": requests}
-    for app, port in (("hello-keep", 8001), ("hello-nokeep", 8002)):
+    for app, keep in (("hello-gthread", True), ("hello-gevent", False)):
+        port = TCP_PORTS[app]
         before = time_wait(host, port)
-        assert drive(host, f"{app[6:]}.test", requests) == requests
-        figures[app] = {"port": port, "time_wait": time_wait(host, port) - before}
+        assert drive(host, APPS[app][0], requests, path=APPS[app][1] + "/healthz") == requests
+        figures[app] = {"port": port, "keepalive": keep, "time_wait": time_wait(host, port) - before}
     out = RESULTS / f"upstream-keepalive-{host.backend.get_hostname()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2) + "\n")
-    assert figures["hello-keep"]["time_wait"] < requests / 20, figures
-    assert figures["hello-nokeep"]["time_wait"] > requests / 2, figures
-    site = host.file("/etc/nginx/sites-enabled/hello-keep.conf").content_string
-    assert "keepalive 16;" in site and "proxy_http_version 1.1;" in site
-    assert "keepalive" not in host.file("/etc/nginx/sites-enabled/hello-nokeep.conf").content_string
+    assert figures["hello-gthread"]["time_wait"] < requests / 20, figures
+    assert figures["hello-gevent"]["time_wait"] > requests / 2, figures
+    site = host.file("/etc/nginx/sites-enabled/hello-gthread.conf").content_string
+    assert "keepalive 16;" in upstream_block(site, "hello-gthread")
+    assert "keepalive" not in upstream_block(site, "hello-gevent")
 
 
 @each_app

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""make bench, provisioning: a bare container (webstack-bench-provision, the project's own apps)
+converged to a serving stack by site.yml, then site.yml again (which must change nothing), both
+timed on the wall clock with Ansible's per-task timings (profile_tasks). The container is removed
+and started again first, so the converge starts from the bare image: apt and pip download as on a
+new host. Writes <out>/<date>-<host>-provision.json and .md, and each run's output as .log."""
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent
+HOST = "webstack-bench-provision"
+TARGETS = {"first": 180, "rerun": 30}
+
+
+def playbook(inventory, name, *extra, env=None):
+    return subprocess.run(["ansible-playbook", "-i", str(inventory), str(ROOT / name), *extra],
+                          capture_output=True, text=True, env={**os.environ, "ANSIBLE_NOCOLOR": "1", **(env or {})})
+
+
+def timed_converge(inventory, log):
+    start = time.monotonic()
+    done = playbook(inventory, "site.yml", "--limit", HOST,
+                    env={"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
+                         "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "25", "PROFILE_TASKS_SORT_ORDER": "descending"})
+    seconds = round(time.monotonic() - start, 1)
+    log.write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        sys.exit(f"site.yml on {HOST} failed; see {log}")
+    [recap] = re.findall(rf"^{HOST}\s*: (ok=.*)$", done.stdout, re.M)
+    counts = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", recap)}
+    # profile_tasks' table: "task name ---- 12.34s", slowest first.
+    slowest = [{"task": name.strip(), "s": float(s)} for name, s in
+               re.findall(r"^(.+?) -+ ([0-9.]+)s$", done.stdout.split("PLAY RECAP", 1)[1], re.M)]
+    return {"seconds": seconds, "recap": counts, "slowest": slowest}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--inventory", type=pathlib.Path, default=HERE / "inventory")
+    parser.add_argument("--out", type=pathlib.Path, default=HERE / "results")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["docker", "rm", "-f", HOST], capture_output=True, check=False)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    stem = str(args.out / f"{started.strftime('%Y-%m-%d')}-{HOST}")
+    boot = playbook(args.inventory, "playbooks/sandbox.yml")
+    if boot.returncode != 0:
+        sys.exit(boot.stdout[-3000:])
+    first = timed_converge(args.inventory, pathlib.Path(stem + "-first.log"))
+    rerun = timed_converge(args.inventory, pathlib.Path(stem + "-rerun.log"))
+    result = {"started": started.isoformat(timespec="seconds"), "host": HOST, "targets_s": TARGETS,
+              "first": first, "rerun": rerun,
+              "met": {"first": first["seconds"] <= TARGETS["first"],
+                      "rerun": rerun["seconds"] <= TARGETS["rerun"] and rerun["recap"].get("changed") == 0}}
+    pathlib.Path(stem + "-provision.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [f"# Provisioning {result['started']} on {HOST}", "",
+             "| run | wall time | target | tasks ok / changed |", "|---|---|---|---|",
+             f"| first converge from the bare image | {first['seconds']} s | under {TARGETS['first']} s | "
+             f"{first['recap'].get('ok')} / {first['recap'].get('changed')} |",
+             f"| re-run | {rerun['seconds']} s | under {TARGETS['rerun']} s, nothing changed | "
+             f"{rerun['recap'].get('ok')} / {rerun['recap'].get('changed')} |", "",
+             "Slowest tasks of the first converge (profile_tasks):", ""]
+    lines += [f"- {t['s']:.1f} s {t['task']}" for t in first["slowest"][:10]]
+    pathlib.Path(stem + "-provision.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""bench/run.py's arithmetic: targets from a plan, which runs count, ratios within a round."""
+
+import importlib.util
+
+import pytest
+
+from webstack_testlib import ROOT
+
+SPEC = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
+bench = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(bench)
+
+
+def app(name, server, listen, keepalive=0, **extra):
+    return {"name": name, "server": server, "protocol": "http" if server == "gunicorn" else server,
+            "listen": listen, "keepalive": keepalive, "domains": [f"{name}.bench"], "prefix": "/", **extra}
+
+
+PLAN = {
+    "host": "h", "path": "/api/info", "static": "/static/bench-1k.txt", "direct": ["b-sync-tcp"], "cpus": 2,
+    "apps": [
+        app("b-sync", "gunicorn", "/run/b-sync.sock", gunicorn={"worker_class": "sync"}),
+        app("b-sync-tcp", "gunicorn", "127.0.0.1:8101", 16, gunicorn={"worker_class": "sync"}),
+        app("b-sync-nokeep", "gunicorn", "127.0.0.1:8102", 0, gunicorn={"worker_class": "sync"}),
+        app("b-uwsgi", "uwsgi", "/run/b-uwsgi.sock"),
+        app("b-uwsgi-tcp", "uwsgi", "127.0.0.1:8105"),
+        app("b-tls", "gunicorn", "/run/b-tls.sock", tls={}),
+        app("b-uwsgi-2", "uwsgi", "/run/b-uwsgi-2.sock"),
+    ],
+}
+
+
+def run(round_, target, rps, errors=0):
+    return {"round": round_, "target": target, "connections": 8, "rps": None if errors else rps,
+            "errors": errors, "goodput": rps, "p50_ms": 1.0, "p99_ms": 2.0}
+
+
+def test_targets_cover_every_transport_and_leave_https_out():
+    listed = bench.targets(PLAN)
+    assert [t["name"] for t in listed] == [
+        "static 1 KB (nginx)", "gunicorn-sync unix", "gunicorn-sync tcp+keepalive", "gunicorn-sync tcp+keepalive direct",
+        "gunicorn-sync tcp", "uwsgi unix", "uwsgi tcp", "uwsgi unix (b-uwsgi-2)"]
+    assert listed[3]["url"] == "http://127.0.0.1:8101/api/info"
+    assert listed[1]["url"] == "http://127.0.0.1:80/api/info" and listed[1]["host"] == "b-sync.bench"
+
+
+def test_direct_needs_http_on_tcp():
+    with pytest.raises(SystemExit, match="must serve HTTP on TCP"):
+        bench.targets({**PLAN, "direct": ["b-uwsgi"]})
+
+
+def test_ratios_are_taken_within_each_round_and_skip_runs_with_errors():
+    listed = bench.targets(PLAN)
+    figures = {"static 1 KB (nginx)": (10000, 5000), "gunicorn-sync unix": (4000, 1000),
+               "gunicorn-sync tcp+keepalive": (3000, 1000), "gunicorn-sync tcp+keepalive direct": (4000, 2000),
+               "gunicorn-sync tcp": (2000, 500), "uwsgi unix": (8000, 2000), "uwsgi tcp": (4000, 1000)}
+    listed = listed[:-1]
+    runs = [run(n, name, pair[n]) for name, pair in figures.items() for n in (0, 1)]
+    # Round 1 of uwsgi tcp failed: that round counts for no ratio with it.
+    runs[-1] = run(1, "uwsgi tcp", 1000, errors=3)
+    ratios = bench.ratios(listed, runs, 2, [8])
+    # Not the ratio of medians: 4000/10000 and 1000/5000.
+    assert ratios["gunicorn-sync unix ÷ static"]["8"] == {"median": 0.3, "min": 0.2, "max": 0.4, "n": 2}
+    assert ratios["gunicorn-sync tcp+keepalive through nginx ÷ direct"]["8"]["median"] == 0.625
+    assert ratios["gunicorn-sync keep-alive ÷ none"]["8"]["min"] == 1.5
+    assert ratios["uwsgi unix ÷ TCP"]["8"] == {"median": 2.0, "min": 2.0, "max": 2.0, "n": 1}
+    assert ratios["uwsgi ÷ gunicorn-sync"]["8"]["max"] == 2.0
+    summary = bench.summarise(listed, runs, [8])
+    assert summary["uwsgi tcp"]["8"]["counted"] == 1 and summary["uwsgi tcp"]["8"]["errors"] == 3
+    result = {"started": "2026-11-24T00:00:00+00:00", "host": "h", "machine": {"cpus": 2},
+              "versions": {"distribution": "Debian 12", "kernel": "6", "nginx": "1.22.1", "python": "3.11"},
+              "settings": {"connections": [8], "rounds": 2, "warmup_s": 5, "duration_s": 10, "threads": 2},
+              "summary": summary, "ratios": ratios}
+    table = bench.markdown(result)
+    assert "| uwsgi tcp | **3 errors** in 1 of 2 rounds, goodput 2,500 |" in table
+    assert "| gunicorn-sync unix | 2,500 (1,000–4,000), p99 2.0 ms |" in table
