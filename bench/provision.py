@@ -3,7 +3,7 @@
 converged to a serving stack by site.yml, then site.yml again (which must change nothing), both
 timed on the wall clock with Ansible's per-task timings (profile_tasks). The container is removed
 and started again first, so the converge starts from the bare image: apt and pip download as on a
-new host. Writes <out>/<date>-<host>-provision.json and .md, and each run's output as .log."""
+new host. Writes <out>/<date>-<host>.json and .md, and each run's output as -first.log and -rerun.log."""
 
 import argparse
 import datetime
@@ -61,7 +61,7 @@ def main():
               "first": first, "rerun": rerun,
               "met": {"first": first["seconds"] <= TARGETS["first"],
                       "rerun": rerun["seconds"] <= TARGETS["rerun"] and rerun["recap"].get("changed") == 0}}
-    pathlib.Path(stem + "-provision.json").write_text(json.dumps(result, indent=2) + "\n")
+    pathlib.Path(stem + ".json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"# Provisioning {result['started']} on {HOST}", "",
              "| run | wall time | target | tasks ok / changed |", "|---|---|---|---|",
              f"| first converge from the bare image | {first['seconds']} s | under {TARGETS['first']} s | "
@@ -70,7 +70,7 @@ def main():
              f"{rerun['recap'].get('ok')} / {rerun['recap'].get('changed')} |", "",
              "Slowest tasks of the first converge (profile_tasks):", ""]
     lines += [f"- {t['s']:.1f} s {t['task']}" for t in first["slowest"][:10]]
-    pathlib.Path(stem + "-provision.md").write_text("\n".join(lines) + "\n")
+    pathlib.Path(stem + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
