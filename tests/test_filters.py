@@ -178,7 +178,7 @@ def test_one_variable_picks_the_protocol(server, protocol):
 
 
 @pytest.mark.parametrize(
-    ("server", "keepalive"), [("gunicorn", 16), ("fastcgi", 16), ("uwsgi", 0), ("scgi", 0)]
+    ("server", "keepalive"), [("gunicorn", 64), ("tornado", 64), ("fastcgi", 0), ("cgi", 0), ("uwsgi", 0), ("scgi", 0)]
 )
 def test_tcp_listeners_keep_upstream_connections_where_the_protocol_can(server, keepalive):
     [site] = webstack.webstack_nginx_sites([app(server=server, listen="127.0.0.1:8001")])
@@ -390,7 +390,7 @@ def test_split_tiers_listen_on_each_app_hosts_private_address():
     assert tiers["addresses"] == {"web1": "10.0.0.2", "app1": "10.0.0.11", "app2": "10.0.0.12"}
     [on_app2] = webstack.webstack_apps([app(port=8001)], tiers, "app2")
     assert on_app2["listen"] == "10.0.0.12:8001"
-    assert on_app2["keepalive"] == 16
+    assert on_app2["keepalive"] == 64
     [site] = webstack.webstack_nginx_sites([app(port=8001)], tiers)
     assert site["upstream"]["servers"] == ["10.0.0.11:8001", "10.0.0.12:8001"]
 
@@ -434,7 +434,7 @@ def test_mod_wsgi_takes_a_tcp_port_of_1024_or_more_only():
     port on split tiers) passes and gets proxy_pass with keep-alive, a unix socket or a
     privileged port is refused naming why; its Apache goes with the last app that runs it."""
     [one] = webstack.webstack_apps([app(server="mod_wsgi", listen="127.0.0.1:8090", mod_wsgi={"processes": 3})])
-    assert (one["protocol"], one["listen"], one["keepalive"]) == ("http", "127.0.0.1:8090", 16)
+    assert (one["protocol"], one["listen"], one["keepalive"]) == ("http", "127.0.0.1:8090", 64)
     assert webstack.webstack_python_app_vars(one)["mod_wsgi_overrides"] == {"processes": 3}
     [split] = webstack.webstack_apps([app(server="mod_wsgi", port=8090)], layout(["web1"], ["app1"]), "app1")
     assert split["listen"].endswith(":8090")
@@ -459,7 +459,7 @@ def test_mod_python_is_refused_on_debian_13_naming_the_app():
     assert problem.startswith("hello: server mod_python runs on Debian 12 and older only")
     assert "choose mod_wsgi" in problem
     assert webstack.webstack_unavailable_servers(apps, "12") == []
-    assert (apps[0]["protocol"], apps[0]["keepalive"], apps[1]["keepalive"]) == ("http", 0, 16), "prefork: no keep-alive"
+    assert (apps[0]["protocol"], apps[0]["keepalive"], apps[1]["keepalive"]) == ("http", 0, 64), "prefork: no keep-alive"
     with pytest.raises(AnsibleFilterError, match=r"webstack_apps\[0\]\.keepalive: mod_python serves one connection"):
         webstack.webstack_apps([app(server="mod_python", listen="127.0.0.1:8091", keepalive=4)])
     assert webstack.webstack_unavailable_servers(apps, "") == [], "no Debian version: apt will say"

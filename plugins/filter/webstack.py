@@ -107,7 +107,13 @@ URL_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*(\?[A-Za-z0-9._~=&%-]*)?$")
 LISTEN_RE = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")
 # Protocols whose upstream connections nginx can keep open (uwsgi and SCGI have no keep-alive).
 KEEPALIVE_PROTOCOLS = {"http", "fastcgi"}
-DEFAULT_KEEPALIVE = 16
+# Idle upstream connections each nginx worker keeps, by protocol, on a TCP listener (make
+# bench-ports, 128 connections, 1,000 local ports): HTTP with 16 still closed the surplus after
+# each burst and ran the ports out; 64 closed 3 in 6 s. FastCGI keeps none by default: flup's
+# children are processes, a kept idle connection pins one, and requests on new connections waited
+# in the backlog for seconds (wrk timeouts); without fastcgi_keep_conn the app closes each
+# connection, so its TIME_WAIT is on the app's side and nginx's ports stay free (0 errors).
+DEFAULT_KEEPALIVE = {"http": 64}
 
 
 def bad_server_names(names, allow_regex=False):
@@ -287,8 +293,8 @@ def _app(index, app, layout=None, host=None):
         _fail(index, "port" if split else "listen", f"{server}'s Apache runs as the app's user, which cannot "
               f"bind a port below 1024 (got {bound})")
     protocol = SERVERS[server]
-    keepalive = app.get("keepalive", DEFAULT_KEEPALIVE if tcp and protocol in KEEPALIVE_PROTOCOLS
-                        and server not in NO_KEEPALIVE_SERVERS else 0)
+    keepalive = app.get("keepalive", DEFAULT_KEEPALIVE.get(protocol, 0) if tcp and server not in NO_KEEPALIVE_SERVERS
+                        else 0)
     if not isinstance(keepalive, int) or isinstance(keepalive, bool) or keepalive < 0:
         _fail(index, "keepalive", f"must be a whole number of connections (got {keepalive!r})")
     if keepalive and protocol not in KEEPALIVE_PROTOCOLS:

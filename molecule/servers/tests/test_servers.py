@@ -301,7 +301,7 @@ def test_upstream_keepalive_spares_time_wait(host):
     assert figures["hello-gthread"]["time_wait"] < requests / 20, figures
     assert figures["hello-gevent"]["time_wait"] > requests / 2, figures
     site = host.file("/etc/nginx/sites-enabled/hello-gthread.conf").content_string
-    assert "keepalive 16;" in upstream_block(site, "hello-gthread")
+    assert "keepalive 64;" in upstream_block(site, "hello-gthread")
     assert "keepalive" not in upstream_block(site, "hello-gevent")
 
 
