@@ -7,7 +7,6 @@ new host. Writes <out>/<date>-<host>.json and .md, and each run's output as -fir
 
 import argparse
 import datetime
-import json
 import os
 import pathlib
 import re
@@ -17,6 +16,9 @@ import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+import run as bench  # noqa: E402
+
 HOST = "webstack-bench-provision"
 TARGETS = {"first": 180, "rerun": 30}
 
@@ -48,10 +50,9 @@ def main():
     parser.add_argument("--inventory", type=pathlib.Path, default=HERE / "inventory")
     parser.add_argument("--out", type=pathlib.Path, default=HERE / "results")
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
     subprocess.run(["docker", "rm", "-f", HOST], capture_output=True, check=False)
     started = datetime.datetime.now(datetime.timezone.utc)
-    stem = str(args.out / f"{started.strftime('%Y-%m-%d')}-{HOST}")
+    stem = bench.stem_of(args.out, started, HOST)
     boot = playbook(args.inventory, "playbooks/sandbox.yml")
     if boot.returncode != 0:
         sys.exit(boot.stdout[-3000:])
@@ -61,16 +62,15 @@ def main():
               "first": first, "rerun": rerun,
               "met": {"first": first["seconds"] <= TARGETS["first"],
                       "rerun": rerun["seconds"] <= TARGETS["rerun"] and rerun["recap"].get("changed") == 0}}
-    pathlib.Path(stem + ".json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [f"# Provisioning {result['started']} on {HOST}", "",
-             "| run | wall time | target | tasks ok / changed |", "|---|---|---|---|",
-             f"| first converge from the bare image | {first['seconds']} s | under {TARGETS['first']} s | "
-             f"{first['recap'].get('ok')} / {first['recap'].get('changed')} |",
-             f"| re-run | {rerun['seconds']} s | under {TARGETS['rerun']} s, nothing changed | "
-             f"{rerun['recap'].get('ok')} / {rerun['recap'].get('changed')} |", "",
-             "Slowest tasks of the first converge (profile_tasks):", ""]
+    lines = [f"# Provisioning {result['started']} on {HOST}", ""]
+    lines += bench.table(["run", "wall time", "target", "tasks ok / changed"], [
+        ["first converge from the bare image", f"{first['seconds']} s", f"under {TARGETS['first']} s",
+         f"{first['recap'].get('ok')} / {first['recap'].get('changed')}"],
+        ["re-run", f"{rerun['seconds']} s", f"under {TARGETS['rerun']} s, nothing changed",
+         f"{rerun['recap'].get('ok')} / {rerun['recap'].get('changed')}"]])
+    lines += ["", "Slowest tasks of the first converge (profile_tasks):", ""]
     lines += [f"- {t['s']:.1f} s {t['task']}" for t in first["slowest"][:10]]
-    pathlib.Path(stem + ".md").write_text("\n".join(lines) + "\n")
+    bench.write(args.out, started, HOST, "", result, lines)
     print("\n".join(lines))
 
 

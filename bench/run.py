@@ -62,21 +62,30 @@ def prepare(host):
     subprocess.run(["docker", "cp", str(LUA), f"{host}:/root/webstack-report.lua"], check=True)
 
 
+def stem_of(out, started, host, suffix=""):
+    """<out>/<date>-<host><suffix>, the name every file of a bench part starts with."""
+    out.mkdir(parents=True, exist_ok=True)
+    return str(out / f"{started.strftime('%Y-%m-%d')}-{host}{suffix}")
+
+
 def write(out, started, host, suffix, result, lines):
     """<out>/<date>-<host><suffix>.json and .md; returns the common stem."""
-    out.mkdir(parents=True, exist_ok=True)
-    stem = str(out / f"{started.strftime('%Y-%m-%d')}-{host}{suffix}")
+    stem = stem_of(out, started, host, suffix)
     pathlib.Path(stem + ".json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     pathlib.Path(stem + ".md").write_text("\n".join(lines) + "\n")
     return stem
 
 
+def table(columns, rows):
+    """A markdown table's lines."""
+    return (["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+            + ["| " + " | ".join(map(str, row)) + " |" for row in rows])
+
+
 def report(out, started, host, suffix, result, intro, columns, rows, failure):
     """Write a part's json and its markdown table (intro lines, then one row per run); then fail
     the command with `failure` if a run was not as expected."""
-    lines = intro + ["", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
-    stem = write(out, started, host, suffix, result, lines)
+    stem = write(out, started, host, suffix, result, intro + [""] + table(columns, rows))
     print(f"wrote {stem}.json and .md")
     if not all(r["as_expected"] for r in result["runs"]):
         sys.exit(f"unexpected: {failure}")
@@ -86,6 +95,16 @@ def family(app):
     """(server, worker model) of an app: what its transports are variants of."""
     worker = app.get("gunicorn", {}).get("worker_class", "sync") if app["server"] == "gunicorn" else ""
     return app["server"] + (f"-{worker}" if worker else "")
+
+
+def current(app):
+    """The app's current release on the host."""
+    return f"{app.get('root', '/srv/' + app['name'])}/current"
+
+
+def through_nginx(app, path):
+    """The URL of a path of the app through nginx, on the host itself."""
+    return "http://127.0.0.1:80" + app["prefix"].rstrip("/") + path
 
 
 def transport(app):
@@ -100,14 +119,14 @@ def targets(plan):
     apps = [app for app in plan["apps"] if app.get("tls") is None]
     first = apps[0]
     listed = [{"name": "static 1 KB (nginx)", "kind": "static", "family": "nginx-static", "transport": "",
-               "url": "http://127.0.0.1:80" + first["prefix"].rstrip("/") + plan["static"], "host": first["domains"][0]}]
+               "url": through_nginx(first, plan["static"]), "host": first["domains"][0]}]
     for app in apps:
         name = f"{family(app)} {transport(app)}"
         if name in {t["name"] for t in listed}:
             name += f" ({app['name']})"
         listed.append({"name": name, "kind": "nginx", "app": app["name"], "family": family(app),
                        "transport": transport(app), "server": app["server"], "keepalive": app.get("keepalive", 0),
-                       "url": "http://127.0.0.1:80" + app["prefix"].rstrip("/") + plan["path"], "host": app["domains"][0]})
+                       "url": through_nginx(app, plan["path"]), "host": app["domains"][0]})
         if app["name"] in plan.get("direct", []):
             if app["protocol"] != "http" or app["listen"].startswith("/"):
                 sys.exit(f"direct: {app['name']} must serve HTTP on TCP for wrk to load it without nginx")
@@ -157,10 +176,9 @@ def settings(host, plan):
     """Every setting the stack ran with: nginx -T, and each app's units and server config."""
     found = {"nginx -T": run_on(host, ["nginx", "-T"]).stdout, "apps": {}}
     for app in plan["apps"]:
-        current = f"{app.get('root', '/srv/' + app['name'])}/current"
         units = run_on(host, ["systemctl", "cat", f"{app['name']}.service", f"{app['name']}.socket"], check=False)
-        configs = run_on(host, ["sh", "-c", f"cd {shlex.quote(current)} && tail -n +1 -- {CONFIG_FILES} 2>/dev/null"],
-                         check=False)
+        configs = run_on(host, ["sh", "-c", f"cd {shlex.quote(current(app))} && tail -n +1 -- {CONFIG_FILES} "
+                                "2>/dev/null"], check=False)
         found["apps"][app["name"]] = {"units": units.stdout, "config": configs.stdout}
     return found
 
@@ -175,7 +193,7 @@ def versions(host, plan):
                        if line.split()[-1] == "installed"}
     found["venvs"] = {}
     for app in plan["apps"]:
-        python = f"{app.get('root', '/srv/' + app['name'])}/current/venv/bin/python"
+        python = f"{current(app)}/venv/bin/python"
         found["venvs"][app["name"]] = json.loads(run_on(host, [python, "-c", VERSIONS, *VENV_PACKAGES]).stdout)
     return found
 
@@ -251,6 +269,12 @@ def cell(entry):
            f"goodput {entry['goodput']['median']:,.0f}"
 
 
+def ratio_cell(spread_of):
+    if not spread_of:
+        return "n/a (errors)"
+    return f"{spread_of['median']:.2f} ({spread_of['min']:.2f}–{spread_of['max']:.2f})"
+
+
 def markdown(result):
     conns = result["settings"]["connections"]
     s = result["settings"]
@@ -260,19 +284,13 @@ def markdown(result):
              f"{result['versions']['python']}. {s['rounds']} rounds, {s['warmup_s']} s warm-up and "
              f"{s['duration_s']} s measured per target and concurrency, wrk with {s['threads']} threads "
              f"on the host itself. Requests per second: median (min–max) over the rounds, and the "
-             f"median p99 latency; a run with any error does not count.", "",
-             "| target | " + " | ".join(f"{c} connections" for c in conns) + " |",
-             "|---|" + "---|" * len(conns)]
-    for name, per in result["summary"].items():
-        lines.append(f"| {name} | " + " | ".join(cell(per[str(c)]) for c in conns) + " |")
-    lines += ["", "Ratios, taken within each round: median (min–max).", "",
-              "| ratio | " + " | ".join(f"{c} connections" for c in conns) + " |", "|---|" + "---|" * len(conns)]
-    for label, per in result["ratios"].items():
-        cells = []
-        for c in conns:
-            r = per[str(c)]
-            cells.append(f"{r['median']:.2f} ({r['min']:.2f}–{r['max']:.2f})" if r else "n/a (errors)")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+             f"median p99 latency; a run with any error does not count.", ""]
+    columns = [f"{c} connections" for c in conns]
+    lines += table(["target", *columns], [[name, *(cell(per[str(c)]) for c in conns)]
+                                          for name, per in result["summary"].items()])
+    lines += ["", "Ratios, taken within each round: median (min–max).", ""]
+    lines += table(["ratio", *columns], [[label, *(ratio_cell(per[str(c)]) for c in conns)]
+                                         for label, per in result["ratios"].items()])
     return "\n".join(lines) + "\n"
 
 
