@@ -116,6 +116,7 @@ def test_filters_are_registered():
         "webstack_databases", "webstack_unavailable_servers",
         "webstack_database_url", "webstack_firewall_rules", "webstack_python_app_vars", "nginx_features",
         "nginx_subject_alt_names", "nginx_access_problems", "nginx_certificate_path", "webstack_lead_hosts",
+        "webstack_batch_apps",
     }
 
 
@@ -734,6 +735,24 @@ def test_the_lead_host_is_the_first_of_the_play_that_runs_the_app():
     }
     assert webstack.webstack_lead_hosts(["a", "b", "c", "d"], hostvars) == {"blog": "a", "shop": "b", "hello": "b"}
     assert webstack.webstack_lead_hosts(["c", "b"], hostvars) == {"hello": "c", "shop": "b"}, "the play's order"
+
+
+def test_the_batch_runs_each_app_once_in_every_hosts_own_order():
+    def apps(*names):
+        return {"_apps": [{"name": name} for name in names]}
+
+    hostvars = {"a": apps("x", "y"), "b": apps("z", "y", "w"), "c": apps("y", "x"), "d": {}, "e": apps()}
+    assert webstack.webstack_batch_apps(["a", "b"], hostvars, "_apps") == ["z", "x", "y", "w"]
+    assert webstack.webstack_batch_apps(["b", "a"], hostvars, "_apps") == ["x", "z", "y", "w"]
+    for hosts in (["a", "b"], ["b", "a"], ["a", "b", "d"]):
+        order = webstack.webstack_batch_apps(hosts, hostvars, "_apps")
+        for host in hosts:
+            mine = [app["name"] for app in hostvars[host].get("_apps", [])]
+            assert [name for name in order if name in mine] == mine, (hosts, host)
+    # Orders that disagree: the first host's wins, each name still once.
+    assert webstack.webstack_batch_apps(["a", "c"], hostvars, "_apps") == ["x", "y"]
+    assert webstack.webstack_batch_apps(["d", "e", "a"], hostvars, "_apps") == ["x", "y"]
+    assert webstack.webstack_batch_apps(["d"], hostvars, "_apps") == []
 
 
 def test_a_cgi_app_gets_fastcgi_with_its_script_and_fcgiwrap_goes_with_the_last_one():

@@ -513,6 +513,27 @@ def webstack_lead_hosts(hosts, hostvars):
     return leads
 
 
+def webstack_batch_apps(hosts, hostvars, fact):
+    """The names of the apps that any of ``hosts`` runs (each host's list of app dicts in its
+    ``fact``), each once, every host's own order kept where the hosts' orders agree.
+
+    app.yml, deploy.yml and rollback.yml loop over these names, not over each host's own dicts:
+    then the include of one app is the same for every host that runs it, so Ansible's linear
+    strategy runs those hosts side by side instead of one after the other, and a ``run_once``
+    inside runs once for the app (its source, its generated secrets) instead of once per host.
+    """
+    order = []
+    for host in hosts:
+        at = -1
+        for app in hostvars[host].get(fact) or []:
+            if app["name"] in order:
+                at = max(at, order.index(app["name"]))
+            else:
+                at += 1
+                order.insert(at, app["name"])
+    return order
+
+
 def webstack_select_apps(apps, names="", absent=False):
     """The apps named in ``names`` ("a,b" or a list; empty: all), for site.yml, deploy and rollback.
 
@@ -796,6 +817,7 @@ class FilterModule:
             "webstack_unavailable_servers": webstack_unavailable_servers,
             "webstack_python_app_vars": webstack_python_app_vars,
             "webstack_lead_hosts": webstack_lead_hosts,
+            "webstack_batch_apps": webstack_batch_apps,
             "nginx_features": nginx_features,
             "nginx_subject_alt_names": nginx_subject_alt_names,
             "nginx_certificate_path": nginx_certificate_path,
