@@ -29,8 +29,12 @@ def test_bench_smoke_run_writes_every_figure(host, apps_here):
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     [result_file] = (OUT / "results").glob(f"*-{name}.json")
     result = json.loads(result_file.read_text())
+    planned = json.loads((OUT / f"plan-{name}.json").read_text())["apps"]
+    assert {app["name"] for app in planned} == set(apps_here), "the plan holds every app of the host"
+    plain = {app["name"] for app in planned if app.get("tls") is None}
+    assert plain and plain != set(apps_here), "the host runs HTTPS apps and plain ones"
     targets = {t["app"] for t in result["targets"] if t["kind"] == "nginx"}
-    assert targets == set(apps_here), "every app of the host, through nginx"
+    assert targets == plain, "every app of the host through nginx, but the HTTPS ones (plain HTTP only redirects)"
     assert [t["kind"] for t in result["targets"]].count("direct") == 1
     assert len(result["runs"]) == len(result["targets"])
     for entry in result["runs"]:
