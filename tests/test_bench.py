@@ -74,3 +74,39 @@ def test_ratios_are_taken_within_each_round_and_skip_runs_with_errors():
     table = bench.markdown(result)
     assert "| uwsgi tcp | **3 errors** in 1 of 2 rounds, goodput 2,500 |" in table
     assert "| gunicorn-sync unix | 2,500 (1,000–4,000), p99 2.0 ms |" in table
+
+
+def test_high_concurrencies_load_only_the_named_servers_through_nginx():
+    listed = {t["name"]: t for t in bench.targets(PLAN)}
+    assert bench.loads(listed["gunicorn-sync unix"], [8, 32], [512], ["gunicorn", "uwsgi"]) == [8, 32, 512]
+    assert bench.loads(listed["uwsgi tcp"], [8, 32], [512, 32], ["uwsgi"]) == [8, 32, 512]
+    assert bench.loads(listed["gunicorn-sync tcp+keepalive direct"], [8], [512], ["gunicorn"]) == [8]
+    assert bench.loads(listed["static 1 KB (nginx)"], [8], [512], ["gunicorn"]) == [8]
+    assert bench.loads(listed["gunicorn-sync unix"], [8], [], ["gunicorn"]) == [8]
+
+
+def test_a_gunicorn_app_without_its_access_log_is_a_family_of_its_own():
+    plan = {**PLAN, "apps": PLAN["apps"][:1] + [
+        app("b-sync-nolog", "gunicorn", "/run/b-sync-nolog.sock", gunicorn={"worker_class": "sync", "access_log": ""})]}
+    listed = bench.targets(plan)
+    assert [t["name"] for t in listed[1:]] == ["gunicorn-sync unix", "gunicorn-sync-nolog unix"]
+    runs = [run(0, "static 1 KB (nginx)", 9000), run(0, "gunicorn-sync unix", 3000),
+            run(0, "gunicorn-sync-nolog unix", 3600)]
+    assert bench.ratios(listed, runs, 1, [8])["gunicorn-sync-nolog ÷ gunicorn-sync"]["8"]["median"] == 1.2
+
+
+def test_the_table_has_a_column_for_the_high_concurrency_and_a_dash_where_it_did_not_run():
+    listed = bench.targets({**PLAN, "apps": PLAN["apps"][:1] + PLAN["apps"][3:4]})
+    runs = [run(0, t["name"], 1000) for t in listed]
+    runs.append({**run(0, "uwsgi unix", 900), "connections": 512})
+    settings = {"connections": [8], "high_connections": [512], "high_servers": ["uwsgi"], "rounds": 1,
+                "warmup_s": 5, "duration_s": 10, "threads": 2}
+    result = {"started": "2026-11-25T00:00:00+00:00", "host": "h", "machine": {"cpus": 2},
+              "versions": {"distribution": "Debian 12", "kernel": "6", "nginx": "1.22.1", "python": "3.11"},
+              "settings": settings, "summary": bench.summarise(listed, runs, bench.every(settings)),
+              "ratios": bench.ratios(listed, runs, 1, [8])}
+    table = bench.markdown(result)
+    assert "| target | 8 connections | 512 connections |" in table
+    assert "| uwsgi unix | 1,000 (1,000–1,000), p99 2.0 ms | 900 (900–900), p99 2.0 ms |" in table
+    assert "| gunicorn-sync unix | 1,000 (1,000–1,000), p99 2.0 ms | – |" in table
+    assert "| ratio | 8 connections |" in table and "| uwsgi ÷ gunicorn-sync | 1.00 (1.00–1.00) |" in table

@@ -179,7 +179,8 @@ CASES = {
     "gunicorn_sync": ("gunicorn", GUNICORN_FILES, {"gunicorn_app": APP, "gunicorn_workers": 5}),
     "gunicorn_gthread_tcp": ("gunicorn", GUNICORN_FILES, {
         "gunicorn_app": {**APP, "listen": "0.0.0.0:8000"}, "gunicorn_workers": 3,
-        "gunicorn_overrides": {"worker_class": "gthread", "threads": 8, "graceful_timeout": 50},
+        "gunicorn_overrides": {"worker_class": "gthread", "threads": 8, "graceful_timeout": 50,
+                               "access_log": "/var/log/hello/access.log"},
         "gunicorn_control_socket": True,
         "gunicorn_extra_settings": {"preload_app": True, "limit_request_line": 8190, "user": None},
     }),
@@ -1036,6 +1037,7 @@ def test_gunicorn_gthread_tcp_config(rendered):
     assert cfg.control_socket_disable is False
     assert cfg.preload_app is True and cfg.limit_request_line == 8190
     assert cfg.graceful_timeout == 50
+    assert cfg.accesslog == "/var/log/hello/access.log", "the app's access_log overrides the role's"
     assert "WEBSTACK_WORKER_CLASS=gthread" in cfg.raw_env
 
 
