@@ -92,12 +92,13 @@ def report(out, started, host, suffix, result, intro, columns, rows, failure):
 
 
 def family(app):
-    """(server, worker model) of an app: what its transports are variants of. A gunicorn app
-    without its own access log (nginx's is the only one) is a family of its own."""
+    """(server, worker model) of an app: what its transports are variants of. An app that logs each
+    request itself too (nginx logs them all; gunicorn and uWSGI do not by default) is a family of
+    its own, `+log`."""
+    logs = bool(app.get("gunicorn", {}).get("access_log") or app.get("uwsgi", {}).get("log_requests"))
     if app["server"] != "gunicorn":
-        return app["server"]
-    settings = app.get("gunicorn", {})
-    return f"gunicorn-{settings.get('worker_class', 'sync')}" + ("-nolog" if settings.get("access_log") == "" else "")
+        return app["server"] + ("+log" if logs else "")
+    return f"gunicorn-{app.get('gunicorn', {}).get('worker_class', 'sync')}" + ("+log" if logs else "")
 
 
 def current(app):
@@ -222,18 +223,26 @@ def ratios(listed, runs, rounds, connections):
     nginx = [t for t in listed if t["kind"] == "nginx"]
     for t in nginx:
         pairs.append((f"{t['name']} ÷ static", t["name"], static))
+    families = {}
+    for t in nginx:
+        families.setdefault(t["family"], {}).setdefault(t["transport"], t["name"])
     for t in listed:
         if t["kind"] == "direct":
             pairs.append((f"{t['via']} through nginx ÷ direct", t["via"], t["name"]))
-    families = {}
-    for t in nginx:
-        families.setdefault(t["family"], {})[t["transport"]] = t["name"]
+            # The same server as shipped on its unix socket (wrk cannot load a unix socket itself).
+            unix = families.get(t["family"], {}).get("unix")
+            if unix:
+                pairs.append((f"{unix} through nginx ÷ direct", unix, t["name"]))
     for fam, variants in families.items():
         tcp = variants.get("tcp+keepalive") or variants.get("tcp")
         if "unix" in variants and tcp:
             pairs.append((f"{fam} unix ÷ TCP", variants["unix"], tcp))
         if "tcp+keepalive" in variants and "tcp" in variants:
             pairs.append((f"{fam} keep-alive ÷ none", variants["tcp+keepalive"], variants["tcp"]))
+    for fam, variants in families.items():
+        quiet = families.get(fam.removesuffix("+log"), {}).get("unix")
+        if fam.endswith("+log") and "unix" in variants and quiet:
+            pairs.append((f"{fam.removesuffix('+log')} with its own log ÷ without", variants["unix"], quiet))
     base = families.get("gunicorn-sync", {}).get("unix")
     if base:
         for fam, variants in families.items():
@@ -284,7 +293,9 @@ def cell(entry):
     if entry["rps"] and entry["counted"] == entry["rounds"]:
         rps = entry["rps"]
         return f"{rps['median']:,.0f} ({rps['min']:,.0f}–{rps['max']:,.0f}), p99 {entry['p99_ms']['median']:.1f} ms"
-    return f"**{entry['errors']} errors** in {entry['rounds'] - entry['counted']} of {entry['rounds']} rounds, " \
+    # A run that answered nothing within its seconds (and so had no timeout either) failed too.
+    failed = f"**{entry['errors']} errors**" if entry["errors"] else "**no answer**"
+    return f"{failed} in {entry['rounds'] - entry['counted']} of {entry['rounds']} rounds, " \
            f"goodput {entry['goodput']['median']:,.0f}"
 
 
@@ -350,7 +361,8 @@ def chart(result, path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("plan", type=pathlib.Path, help="plan-<host>.json from bench/plan.yml")
+    parser.add_argument("plan", type=pathlib.Path, nargs="?", help="plan-<host>.json from bench/plan.yml")
+    parser.add_argument("--render", type=pathlib.Path, help="a run's json: write its .md and .png again, run nothing")
     parser.add_argument("--out", type=pathlib.Path, default=HERE / "results")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=5, help="seconds before each measured run")
@@ -362,7 +374,18 @@ def main():
     parser.add_argument("--threads", type=int, default=0, help="wrk threads (default: the host's CPUs)")
     parser.add_argument("--only", default="", help="comma-separated substrings: load only matching targets")
     args = parser.parse_args()
-
+    if args.render:
+        result = json.loads(args.render.read_text())
+        # The ratios again, as this run.py defines them.
+        result["ratios"] = ratios(result["targets"], result["runs"], result["settings"]["rounds"],
+                                  result["settings"]["connections"])
+        stem = str(args.render)[: -len(".json")]
+        pathlib.Path(stem + ".md").write_text(markdown(result))
+        chart(result, stem + ".png")
+        print(f"wrote {stem}.md and .png")
+        return
+    if not args.plan:
+        parser.error("a plan is needed (or --render)")
     plan = json.loads(args.plan.read_text())
     host = plan["host"]
     connections = [int(c) for c in args.connections.split(",")]
