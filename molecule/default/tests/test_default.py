@@ -84,7 +84,8 @@ def test_only_nginx_logs_each_request(host):
     """gunicorn's access log is off by default: a second log of each request through the journal
     cost throughput and doubled p99 in make bench. Its journal keeps the errors and its start."""
     http(host, "/api/info?probe=webstack-not-logged-twice")
-    assert host.run("grep -c -F -- probe=webstack-not-logged-twice /var/log/nginx/%s.access.log", APP).stdout.strip() != "0"
+    logged = host.run("grep -c -F -- probe=webstack-not-logged-twice /var/log/nginx/%s.access.log", APP)
+    assert logged.stdout.strip() != "0"
     journal = host.run("journalctl -u %s.service --no-pager -o cat", APP).stdout
     assert "Booting worker" in journal or "Listening at" in journal, journal[-2000:]
     assert "probe=webstack-not-logged-twice" not in journal
