@@ -228,7 +228,8 @@ def ratios(listed, runs, rounds, connections):
         families.setdefault(t["family"], {}).setdefault(t["transport"], t["name"])
     for t in listed:
         if t["kind"] == "direct":
-            pairs.append((f"{t['via']} through nginx ÷ direct", t["via"], t["name"]))
+            if t["via"] in {n["name"] for n in nginx}:
+                pairs.append((f"{t['via']} through nginx ÷ direct", t["via"], t["name"]))
             # The same server as shipped on its unix socket (wrk cannot load a unix socket itself).
             unix = families.get(t["family"], {}).get("unix")
             if unix:
