@@ -109,12 +109,14 @@ $(BENCH_VENV)/.installed: requirements-bench.txt
 # through nginx under wrk, in rounds), bench-ports (port exhaustion without upstream keep-alive)
 # and bench-reload (reloads and deploys under constant load, with a hard restart as the control).
 # Each writes to bench/results. BENCH_ROUNDS, BENCH_WARMUP and BENCH_DURATION (seconds),
-# BENCH_CONNECTIONS (comma-separated) and BENCH_ONLY (substrings of target names) change bench-run;
+# BENCH_CONNECTIONS (comma-separated), BENCH_HIGH (more connections, for gunicorn and uWSGI only) and
+# BENCH_ONLY (substrings of target names) change bench-run;
 # BENCH_RELOAD_APPS (app names) and BENCH_ACTIONS (reload,deploy,hard) change bench-reload.
 BENCH_ROUNDS ?= 5
 BENCH_WARMUP ?= 5
 BENCH_DURATION ?= 10
 BENCH_CONNECTIONS ?= 8,32,128
+BENCH_HIGH ?= 512
 BENCH_ONLY ?=
 BENCH_RELOAD_APPS ?=
 BENCH_ACTIONS ?= reload,deploy,hard
@@ -132,6 +134,7 @@ bench-up: setup image-12 bench-tools
 bench-run: bench-up
 	$(WEBSTACK_BENCH_PYTHON) bench/run.py $(BENCH_PLAN)/plan-webstack-bench.json --rounds $(BENCH_ROUNDS) \
 	  --warmup $(BENCH_WARMUP) --duration $(BENCH_DURATION) --connections $(BENCH_CONNECTIONS) \
+	  --high-connections "$(BENCH_HIGH)" \
 	  $(if $(BENCH_ONLY),--only $(BENCH_ONLY))
 
 bench-ports: bench-up

@@ -92,9 +92,13 @@ def report(out, started, host, suffix, result, intro, columns, rows, failure):
 
 
 def family(app):
-    """(server, worker model) of an app: what its transports are variants of."""
-    worker = app.get("gunicorn", {}).get("worker_class", "sync") if app["server"] == "gunicorn" else ""
-    return app["server"] + (f"-{worker}" if worker else "")
+    """(server, worker model) of an app: what its transports are variants of. An app that logs each
+    request itself too (nginx logs them all; gunicorn and uWSGI do not by default) is a family of
+    its own, `+log`."""
+    logs = bool(app.get("gunicorn", {}).get("access_log") or app.get("uwsgi", {}).get("log_requests"))
+    if app["server"] != "gunicorn":
+        return app["server"] + ("+log" if logs else "")
+    return f"gunicorn-{app.get('gunicorn', {}).get('worker_class', 'sync')}" + ("+log" if logs else "")
 
 
 def current(app):
@@ -148,6 +152,13 @@ def check(host, target):
             sys.exit(f"{target['name']}: {target['url']} is served by {reported!r}, not {expected!r}")
         target["worker_class"] = answer["json"].get("worker_class")
     target["bytes"] = answer["bytes"]
+
+
+def loads(target, connections, high, high_servers):
+    """The concurrencies a target runs at: every target at each of `connections`, and the apps of
+    `high_servers` through nginx also at each of `high`."""
+    extra = high if target["kind"] == "nginx" and target["server"] in high_servers else []
+    return connections + [c for c in extra if c not in connections]
 
 
 def wrk(host, target, connections, seconds, threads):
@@ -212,18 +223,27 @@ def ratios(listed, runs, rounds, connections):
     nginx = [t for t in listed if t["kind"] == "nginx"]
     for t in nginx:
         pairs.append((f"{t['name']} ÷ static", t["name"], static))
-    for t in listed:
-        if t["kind"] == "direct":
-            pairs.append((f"{t['via']} through nginx ÷ direct", t["via"], t["name"]))
     families = {}
     for t in nginx:
-        families.setdefault(t["family"], {})[t["transport"]] = t["name"]
+        families.setdefault(t["family"], {}).setdefault(t["transport"], t["name"])
+    for t in listed:
+        if t["kind"] == "direct":
+            if t["via"] in {n["name"] for n in nginx}:
+                pairs.append((f"{t['via']} through nginx ÷ direct", t["via"], t["name"]))
+            # The same server as shipped on its unix socket (wrk cannot load a unix socket itself).
+            unix = families.get(t["family"], {}).get("unix")
+            if unix:
+                pairs.append((f"{unix} through nginx ÷ direct", unix, t["name"]))
     for fam, variants in families.items():
         tcp = variants.get("tcp+keepalive") or variants.get("tcp")
         if "unix" in variants and tcp:
             pairs.append((f"{fam} unix ÷ TCP", variants["unix"], tcp))
         if "tcp+keepalive" in variants and "tcp" in variants:
             pairs.append((f"{fam} keep-alive ÷ none", variants["tcp+keepalive"], variants["tcp"]))
+    for fam, variants in families.items():
+        quiet = families.get(fam.removesuffix("+log"), {}).get("unix")
+        if fam.endswith("+log") and "unix" in variants and quiet:
+            pairs.append((f"{fam.removesuffix('+log')} with its own log ÷ without", variants["unix"], quiet))
     base = families.get("gunicorn-sync", {}).get("unix")
     if base:
         for fam, variants in families.items():
@@ -231,6 +251,7 @@ def ratios(listed, runs, rounds, connections):
             if fam != "gunicorn-sync":
                 pairs.append((f"{fam} ÷ gunicorn-sync", mine, base))
     result = {}
+    # Ratios over the concurrencies every target ran at.
     for label, top, bottom in pairs:
         result[label] = {"of": [top, bottom]}
         for c in connections:
@@ -261,11 +282,21 @@ def summarise(listed, runs, connections):
     return summary
 
 
+def every(settings):
+    """Every concurrency of a run: the ones all targets ran at, then the high ones."""
+    return settings["connections"] + [c for c in settings.get("high_connections", [])
+                                      if c not in settings["connections"]]
+
+
 def cell(entry):
+    if not entry["rounds"]:
+        return "–"
     if entry["rps"] and entry["counted"] == entry["rounds"]:
         rps = entry["rps"]
         return f"{rps['median']:,.0f} ({rps['min']:,.0f}–{rps['max']:,.0f}), p99 {entry['p99_ms']['median']:.1f} ms"
-    return f"**{entry['errors']} errors** in {entry['rounds'] - entry['counted']} of {entry['rounds']} rounds, " \
+    # A run that answered nothing within its seconds (and so had no timeout either) failed too.
+    failed = f"**{entry['errors']} errors**" if entry["errors"] else "**no answer**"
+    return f"{failed} in {entry['rounds'] - entry['counted']} of {entry['rounds']} rounds, " \
            f"goodput {entry['goodput']['median']:,.0f}"
 
 
@@ -276,20 +307,24 @@ def ratio_cell(spread_of):
 
 
 def markdown(result):
-    conns = result["settings"]["connections"]
     s = result["settings"]
+    conns = every(s)
     lines = [f"# Bench {result['started']} on {result['host']}", "",
              f"{result['machine']['cpus']} CPUs, {result['versions']['distribution']}, kernel "
              f"{result['versions']['kernel']}, nginx {result['versions']['nginx']}, Python "
              f"{result['versions']['python']}. {s['rounds']} rounds, {s['warmup_s']} s warm-up and "
-             f"{s['duration_s']} s measured per target and concurrency, wrk with {s['threads']} threads "
-             f"on the host itself. Requests per second: median (min–max) over the rounds, and the "
-             f"median p99 latency; a run with any error does not count.", ""]
+             f"{s['duration_s']} s measured per target and concurrency (the warm-up once per target and "
+             f"round, at its highest concurrency), wrk with {s['threads']} threads on the host itself. "
+             f"Requests per second: median (min–max) over the rounds, and the median p99 latency; a "
+             f"run with any error does not count."
+             + (f" {', '.join(map(str, s['high_connections']))} connections only for "
+                f"{', '.join(s['high_servers'])} (–: not run)." if s.get("high_connections") else ""), ""]
     columns = [f"{c} connections" for c in conns]
     lines += table(["target", *columns], [[name, *(cell(per[str(c)]) for c in conns)]
                                           for name, per in result["summary"].items()])
     lines += ["", "Ratios, taken within each round: median (min–max).", ""]
-    lines += table(["ratio", *columns], [[label, *(ratio_cell(per[str(c)]) for c in conns)]
+    columns = [f"{c} connections" for c in s["connections"]]
+    lines += table(["ratio", *columns], [[label, *(ratio_cell(per[str(c)]) for c in s["connections"])]
                                          for label, per in result["ratios"].items()])
     return "\n".join(lines) + "\n"
 
@@ -300,7 +335,7 @@ def chart(result, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    conns = result["settings"]["connections"]
+    conns = every(result["settings"])
     names = list(result["summary"])
     height = 0.8 / len(conns)
     fig, ax = plt.subplots(figsize=(11, 0.45 * len(names) * max(1, len(conns) / 2) + 1.5))
@@ -308,7 +343,7 @@ def chart(result, path):
         medians, low, high, ys = [], [], [], []
         for j, name in enumerate(names):
             entry = result["summary"][name][str(c)]
-            rps = entry["rps"] if entry["counted"] == entry["rounds"] else None
+            rps = entry["rps"] if entry["rounds"] and entry["counted"] == entry["rounds"] else None
             ys.append(j + i * height)
             medians.append(rps["median"] if rps else 0)
             low.append(rps["median"] - rps["min"] if rps else 0)
@@ -327,19 +362,36 @@ def chart(result, path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("plan", type=pathlib.Path, help="plan-<host>.json from bench/plan.yml")
+    parser.add_argument("plan", type=pathlib.Path, nargs="?", help="plan-<host>.json from bench/plan.yml")
+    parser.add_argument("--render", type=pathlib.Path, help="a run's json: write its .md and .png again, run nothing")
     parser.add_argument("--out", type=pathlib.Path, default=HERE / "results")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=5, help="seconds before each measured run")
     parser.add_argument("--duration", type=int, default=10, help="seconds measured per run")
     parser.add_argument("--connections", default="8,32,128")
+    parser.add_argument("--high-connections", default="512",
+                        help="comma-separated: more concurrencies, for the apps of --high-servers only")
+    parser.add_argument("--high-servers", default="gunicorn,uwsgi")
     parser.add_argument("--threads", type=int, default=0, help="wrk threads (default: the host's CPUs)")
     parser.add_argument("--only", default="", help="comma-separated substrings: load only matching targets")
     args = parser.parse_args()
-
+    if args.render:
+        result = json.loads(args.render.read_text())
+        # The ratios again, as this run.py defines them.
+        result["ratios"] = ratios(result["targets"], result["runs"], result["settings"]["rounds"],
+                                  result["settings"]["connections"])
+        stem = str(args.render)[: -len(".json")]
+        pathlib.Path(stem + ".md").write_text(markdown(result))
+        chart(result, stem + ".png")
+        print(f"wrote {stem}.md and .png")
+        return
+    if not args.plan:
+        parser.error("a plan is needed (or --render)")
     plan = json.loads(args.plan.read_text())
     host = plan["host"]
     connections = [int(c) for c in args.connections.split(",")]
+    high = [int(c) for c in args.high_connections.split(",") if c]
+    high_servers = [s for s in args.high_servers.split(",") if s]
     threads = args.threads or int(plan["cpus"])
     listed = targets(plan)
     if args.only:
@@ -351,12 +403,15 @@ def main():
     started = datetime.datetime.now(datetime.timezone.utc)
     clock = time.monotonic()
     runs = []
-    total = args.rounds * len(listed) * len(connections)
+    total = args.rounds * sum(len(loads(t, connections, high, high_servers)) for t in listed)
     for n in range(args.rounds):
         for t in listed:
-            for c in connections:
-                if args.warmup:
-                    wrk(host, t, c, args.warmup, threads)
+            mine = loads(t, connections, high, high_servers)
+            # One warm-up per target and round, at its highest concurrency: every worker, thread
+            # and upstream connection the measured runs use is up before the first of them.
+            if args.warmup:
+                wrk(host, t, max(mine), args.warmup, threads)
+            for c in mine:
                 figures = wrk(host, t, c, args.duration, threads)
                 runs.append({"round": n, "target": t["name"], "connections": c, **figures})
                 shown = f"{figures['rps']:,.0f}/s" if figures["rps"] is not None else f"{figures['errors']} errors"
@@ -369,12 +424,13 @@ def main():
         "machine": {"cpus": plan["cpus"]},
         "versions": versions(host, plan),
         "settings": {"rounds": args.rounds, "warmup_s": args.warmup, "duration_s": args.duration,
-                     "connections": connections, "threads": threads, "path": plan["path"],
+                     "connections": connections, "high_connections": high, "high_servers": high_servers,
+                     "threads": threads, "path": plan["path"],
                      "static": plan["static"], "apps": plan["apps"], "deployed": settings(host, plan)},
         "targets": listed,
         "runs": runs,
-        "summary": summarise(listed, runs, connections),
     }
+    result["summary"] = summarise(listed, runs, every(result["settings"]))
     result["ratios"] = ratios(listed, runs, args.rounds, connections)
     stem = write(args.out, started, host, "", result, markdown(result).splitlines())
     chart(result, stem + ".png")

@@ -62,6 +62,8 @@ def test_ratios_are_taken_within_each_round_and_skip_runs_with_errors():
     # Not the ratio of medians: 4000/10000 and 1000/5000.
     assert ratios["gunicorn-sync unix ÷ static"]["8"] == {"median": 0.3, "min": 0.2, "max": 0.4, "n": 2}
     assert ratios["gunicorn-sync tcp+keepalive through nginx ÷ direct"]["8"]["median"] == 0.625
+    # The shipped gunicorn stack (its unix socket) against the same server loaded directly.
+    assert ratios["gunicorn-sync unix through nginx ÷ direct"]["8"]["median"] == 0.75
     assert ratios["gunicorn-sync keep-alive ÷ none"]["8"]["min"] == 1.5
     assert ratios["uwsgi unix ÷ TCP"]["8"] == {"median": 2.0, "min": 2.0, "max": 2.0, "n": 1}
     assert ratios["uwsgi ÷ gunicorn-sync"]["8"]["max"] == 2.0
@@ -74,3 +76,54 @@ def test_ratios_are_taken_within_each_round_and_skip_runs_with_errors():
     table = bench.markdown(result)
     assert "| uwsgi tcp | **3 errors** in 1 of 2 rounds, goodput 2,500 |" in table
     assert "| gunicorn-sync unix | 2,500 (1,000–4,000), p99 2.0 ms |" in table
+
+
+def test_high_concurrencies_load_only_the_named_servers_through_nginx():
+    listed = {t["name"]: t for t in bench.targets(PLAN)}
+    assert bench.loads(listed["gunicorn-sync unix"], [8, 32], [512], ["gunicorn", "uwsgi"]) == [8, 32, 512]
+    assert bench.loads(listed["uwsgi tcp"], [8, 32], [512, 32], ["uwsgi"]) == [8, 32, 512]
+    assert bench.loads(listed["gunicorn-sync tcp+keepalive direct"], [8], [512], ["gunicorn"]) == [8]
+    assert bench.loads(listed["static 1 KB (nginx)"], [8], [512], ["gunicorn"]) == [8]
+    assert bench.loads(listed["gunicorn-sync unix"], [8], [], ["gunicorn"]) == [8]
+
+
+def test_an_app_that_logs_each_request_itself_is_a_family_of_its_own():
+    plan = {**PLAN, "apps": PLAN["apps"][:1] + PLAN["apps"][3:4] + [
+        app("b-sync-log", "gunicorn", "/run/b-sync-log.sock", gunicorn={"worker_class": "sync", "access_log": "-"}),
+        app("b-sync-nolog", "gunicorn", "/run/b-sync-nolog.sock", gunicorn={"access_log": ""}),
+        app("b-uwsgi-log", "uwsgi", "/run/b-uwsgi-log.sock", uwsgi={"log_requests": True})]}
+    listed = bench.targets(plan)
+    assert [t["name"] for t in listed[1:]] == [
+        "gunicorn-sync unix", "uwsgi unix", "gunicorn-sync+log unix", "gunicorn-sync unix (b-sync-nolog)",
+        "uwsgi+log unix"]
+    runs = [run(0, "static 1 KB (nginx)", 9000), run(0, "gunicorn-sync unix", 3600), run(0, "uwsgi unix", 7200),
+            run(0, "gunicorn-sync+log unix", 3000), run(0, "uwsgi+log unix", 6000)]
+    ratios = bench.ratios(listed[:4] + listed[5:], runs, 1, [8])
+    assert ratios["gunicorn-sync with its own log ÷ without"]["8"]["median"] == 0.833
+    assert ratios["uwsgi with its own log ÷ without"]["8"]["median"] == 0.833
+    assert ratios["uwsgi ÷ gunicorn-sync"]["8"]["median"] == 2.0
+
+
+def test_the_table_has_a_column_for_the_high_concurrency_and_a_dash_where_it_did_not_run():
+    listed = bench.targets({**PLAN, "apps": PLAN["apps"][:1] + PLAN["apps"][3:4]})
+    runs = [run(0, t["name"], 1000) for t in listed]
+    runs.append({**run(0, "uwsgi unix", 900), "connections": 512})
+    settings = {"connections": [8], "high_connections": [512], "high_servers": ["uwsgi"], "rounds": 1,
+                "warmup_s": 5, "duration_s": 10, "threads": 2}
+    result = {"started": "2026-11-25T00:00:00+00:00", "host": "h", "machine": {"cpus": 2},
+              "versions": {"distribution": "Debian 12", "kernel": "6", "nginx": "1.22.1", "python": "3.11"},
+              "settings": settings, "summary": bench.summarise(listed, runs, bench.every(settings)),
+              "ratios": bench.ratios(listed, runs, 1, [8])}
+    table = bench.markdown(result)
+    assert "| target | 8 connections | 512 connections |" in table
+    assert "| uwsgi unix | 1,000 (1,000–1,000), p99 2.0 ms | 900 (900–900), p99 2.0 ms |" in table
+    assert "| gunicorn-sync unix | 1,000 (1,000–1,000), p99 2.0 ms | – |" in table
+    assert "| ratio | 8 connections |" in table and "| uwsgi ÷ gunicorn-sync | 1.00 (1.00–1.00) |" in table
+
+
+def test_a_run_that_answered_nothing_is_no_answer_not_zero_errors():
+    entry = {"rounds": 2, "counted": 1, "errors": 0, "rps": {"median": 10.0, "min": 10.0, "max": 10.0},
+             "goodput": {"median": 5.0}, "p99_ms": {"median": 1.0}}
+    assert bench.cell(entry) == "**no answer** in 1 of 2 rounds, goodput 5"
+    assert bench.cell({**entry, "errors": 7}) == "**7 errors** in 1 of 2 rounds, goodput 5"
+    assert bench.cell({**entry, "rounds": 0}) == "–"

@@ -148,7 +148,8 @@ CASES = {
     "nginx_no_root": ("nginx", NGINX_FILES, {"nginx_ipv6": False, "nginx_sites": [NO_ROOT_SITE], "site": NO_ROOT_SITE}),
     "uwsgi_default": ("uwsgi", UWSGI_FILES, {"uwsgi_app": APP, "uwsgi_processes": 5}),
     "uwsgi_threads": ("uwsgi", UWSGI_FILES, {
-        "uwsgi_app": APP, "uwsgi_processes": 5, "uwsgi_overrides": {"processes": 2, "threads": 4, "harakiri": 0},
+        "uwsgi_app": APP, "uwsgi_processes": 5,
+        "uwsgi_overrides": {"processes": 2, "threads": 4, "harakiri": 0, "log_requests": True},
         "uwsgi_extra_options": {"stats": "/run/x.stats", "route": ["^/a break:403", "^/b break:404"], "memory-report": True},
     }),
     "flup_fastcgi": ("flup", FLUP_FILES, {"flup_app": APP, "flup_protocol": "fastcgi"}),
@@ -179,7 +180,8 @@ CASES = {
     "gunicorn_sync": ("gunicorn", GUNICORN_FILES, {"gunicorn_app": APP, "gunicorn_workers": 5}),
     "gunicorn_gthread_tcp": ("gunicorn", GUNICORN_FILES, {
         "gunicorn_app": {**APP, "listen": "0.0.0.0:8000"}, "gunicorn_workers": 3,
-        "gunicorn_overrides": {"worker_class": "gthread", "threads": 8, "graceful_timeout": 50},
+        "gunicorn_overrides": {"worker_class": "gthread", "threads": 8, "graceful_timeout": 50,
+                               "access_log": "/var/log/hello/access.log"},
         "gunicorn_control_socket": True,
         "gunicorn_extra_settings": {"preload_app": True, "limit_request_line": 8190, "user": None},
     }),
@@ -1021,7 +1023,7 @@ def test_gunicorn_sync_config(rendered):
     assert cfg.wsgi_app == "hello:create_app()"
     assert cfg.forwarded_allow_ips == ["*"], "only nginx can open the socket"
     assert cfg.control_socket_disable is True
-    assert cfg.accesslog == "-"
+    assert cfg.accesslog is None, "nginx logs every request; no second log by default"
     assert "WEBSTACK_RELEASE_ID=abc123" in cfg.raw_env
     assert "threads =" not in read(rendered, "gunicorn_sync", "gunicorn.conf.py")
     assert cfg.preload_app is True, "a master that says it is ready serves at once (the hand-over)"
@@ -1036,6 +1038,7 @@ def test_gunicorn_gthread_tcp_config(rendered):
     assert cfg.control_socket_disable is False
     assert cfg.preload_app is True and cfg.limit_request_line == 8190
     assert cfg.graceful_timeout == 50
+    assert cfg.accesslog == "/var/log/hello/access.log", "the app's access_log overrides the role's"
     assert "WEBSTACK_WORKER_CLASS=gthread" in cfg.raw_env
 
 
@@ -1232,11 +1235,12 @@ def test_uwsgi_ini_defaults(rendered):
     lines = ini_lines(read(rendered, "uwsgi_default", "uwsgi.ini"))
     assert lines[0] == "[uwsgi]"
     for line in ("master = true", "need-app = true", "die-on-term = true", "strict = true",
-                 "processes = 5", "buffer-size = 32768", "listen = 1024", "harakiri = 30", "max-requests = 1000",
+                 "processes = 5", "buffer-size = 32768", "listen = 1024", "harakiri = 30", "max-requests = 0",
                  "wsgi-file = /srv/hello/releases/abc123/webstack_wsgi.py",
                  "virtualenv = /srv/hello/releases/abc123/venv", "chdir = /srv/hello/releases/abc123/src",
                  "socket = /run/hello.sock",
-                 "env = WEBSTACK_RELEASE_ID=abc123", "env = WEBSTACK_SERVER=uwsgi"):
+                 "env = WEBSTACK_RELEASE_ID=abc123", "env = WEBSTACK_SERVER=uwsgi",
+                 "disable-logging = true"):
         assert line in lines, line
     assert not any(line.startswith("threads") for line in lines)
     # The systemd socket, named so that a graceful reload finds it again; no HTTP listener.
@@ -1250,6 +1254,7 @@ def test_uwsgi_ini_overrides_and_extra_options(rendered):
     assert "route = ^/a break:403" in lines and "route = ^/b break:404" in lines
     assert "memory-report = true" in lines and "stats = /run/x.stats" in lines
     assert "env = WEBSTACK_WORKER_CLASS=prefork+threads" in lines
+    assert not any(line.startswith("disable-logging") for line in lines), "the app's log_requests turns it back on"
 
 
 def test_uwsgi_unit_spec(rendered):

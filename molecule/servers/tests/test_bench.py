@@ -1,5 +1,6 @@
 """make bench's smoke run, so the bench cannot rot: bench/plan.yml and bench/run.py against the apps
-site.yml deployed on the Debian 12 host, one round of one second per target."""
+site.yml deployed on the Debian 12 host, one round of one second per target, and a second concurrency
+for gunicorn and uWSGI."""
 
 import json
 import os
@@ -25,7 +26,8 @@ def test_bench_smoke_run_writes_every_figure(host, apps_here):
     python = os.environ.get("WEBSTACK_BENCH_PYTHON", str(PROJECT / ".cache" / "bench-venv" / "bin" / "python"))
     run = subprocess.run([python, str(PROJECT / "bench" / "run.py"),
                           str(OUT / f"plan-{name}.json"), "--out", str(OUT / "results"), "--rounds", "1", "--warmup", "0",
-                          "--duration", "1", "--connections", "8"], capture_output=True, text=True)
+                          "--duration", "1", "--connections", "8",
+                          "--high-connections", "16"], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     [result_file] = (OUT / "results").glob(f"*-{name}.json")
     result = json.loads(result_file.read_text())
@@ -36,7 +38,10 @@ def test_bench_smoke_run_writes_every_figure(host, apps_here):
     targets = {t["app"] for t in result["targets"] if t["kind"] == "nginx"}
     assert targets == plain, "every app of the host through nginx, but the HTTPS ones (plain HTTP only redirects)"
     assert [t["kind"] for t in result["targets"]].count("direct") == 1
-    assert len(result["runs"]) == len(result["targets"])
+    high = {t["name"] for t in result["targets"] if t["kind"] == "nginx" and t["server"] in ("gunicorn", "uwsgi")}
+    assert high, "the host runs uWSGI"
+    assert len(result["runs"]) == len(result["targets"]) + len(high), "8 connections each, and 16 for the high ones"
+    assert {r["target"] for r in result["runs"] if r["connections"] == 16} == high
     for entry in result["runs"]:
         assert entry["requests"] > 0 and entry["errors"] == 0 and entry["rps"] > 0, entry
         assert 0 < entry["p50_ms"] <= entry["p99_ms"], entry

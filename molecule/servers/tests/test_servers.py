@@ -174,7 +174,7 @@ def test_uwsgi_build_packages_are_gone(host):
 def test_uwsgi_ini(host):
     ini = host.file(release_dir(host, "hello-uwsgi") + "/uwsgi.ini").content_string
     for line in ("master = true", "need-app = true", "die-on-term = true", "buffer-size = 32768",
-                 "harakiri = 30", "max-requests = 1000", "processes = 2", "threads = 2"):
+                 "harakiri = 30", "max-requests = 0", "disable-logging = true", "processes = 2", "threads = 2"):
         assert line in ini
 
 
