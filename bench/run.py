@@ -95,10 +95,10 @@ def family(app):
     """(server, worker model) of an app: what its transports are variants of. An app that logs each
     request itself too (nginx logs them all; gunicorn and uWSGI do not by default) is a family of
     its own, `+log`."""
-    logs = bool(app.get("gunicorn", {}).get("access_log") or app.get("uwsgi", {}).get("log_requests"))
-    if app["server"] != "gunicorn":
-        return app["server"] + ("+log" if logs else "")
-    return f"gunicorn-{app.get('gunicorn', {}).get('worker_class', 'sync')}" + ("+log" if logs else "")
+    gunicorn = app.get("gunicorn", {})
+    logs = gunicorn.get("access_log") or app.get("uwsgi", {}).get("log_requests")
+    name = f"gunicorn-{gunicorn.get('worker_class', 'sync')}" if app["server"] == "gunicorn" else app["server"]
+    return name + ("+log" if logs else "")
 
 
 def current(app):
@@ -154,11 +154,15 @@ def check(host, target):
     target["bytes"] = answer["bytes"]
 
 
+def merged(first, more):
+    """Concurrencies: `first`, then those of `more` not in it."""
+    return first + [c for c in more if c not in first]
+
+
 def loads(target, connections, high, high_servers):
     """The concurrencies a target runs at: every target at each of `connections`, and the apps of
     `high_servers` through nginx also at each of `high`."""
-    extra = high if target["kind"] == "nginx" and target["server"] in high_servers else []
-    return connections + [c for c in extra if c not in connections]
+    return merged(connections, high if target["kind"] == "nginx" and target["server"] in high_servers else [])
 
 
 def wrk(host, target, connections, seconds, threads):
@@ -240,7 +244,6 @@ def ratios(listed, runs, rounds, connections):
             pairs.append((f"{fam} unix ÷ TCP", variants["unix"], tcp))
         if "tcp+keepalive" in variants and "tcp" in variants:
             pairs.append((f"{fam} keep-alive ÷ none", variants["tcp+keepalive"], variants["tcp"]))
-    for fam, variants in families.items():
         quiet = families.get(fam.removesuffix("+log"), {}).get("unix")
         if fam.endswith("+log") and "unix" in variants and quiet:
             pairs.append((f"{fam.removesuffix('+log')} with its own log ÷ without", variants["unix"], quiet))
@@ -251,8 +254,13 @@ def ratios(listed, runs, rounds, connections):
             if fam != "gunicorn-sync":
                 pairs.append((f"{fam} ÷ gunicorn-sync", mine, base))
     result = {}
-    # Ratios over the concurrencies every target ran at.
+    seen = set()
+    # Ratios over the concurrencies every target ran at; a pair already taken under another name
+    # (gunicorn-sync+log ÷ gunicorn-sync is "with its own log ÷ without") only once.
     for label, top, bottom in pairs:
+        if (top, bottom) in seen:
+            continue
+        seen.add((top, bottom))
         result[label] = {"of": [top, bottom]}
         for c in connections:
             values = []
@@ -284,8 +292,7 @@ def summarise(listed, runs, connections):
 
 def every(settings):
     """Every concurrency of a run: the ones all targets ran at, then the high ones."""
-    return settings["connections"] + [c for c in settings.get("high_connections", [])
-                                      if c not in settings["connections"]]
+    return merged(settings["connections"], settings.get("high_connections", []))
 
 
 def cell(entry):

@@ -102,6 +102,7 @@ def test_an_app_that_logs_each_request_itself_is_a_family_of_its_own():
     assert ratios["gunicorn-sync with its own log ÷ without"]["8"]["median"] == 0.833
     assert ratios["uwsgi with its own log ÷ without"]["8"]["median"] == 0.833
     assert ratios["uwsgi ÷ gunicorn-sync"]["8"]["median"] == 2.0
+    assert "gunicorn-sync+log ÷ gunicorn-sync" not in ratios, "the same pair as with its own log ÷ without"
 
 
 def test_the_table_has_a_column_for_the_high_concurrency_and_a_dash_where_it_did_not_run():
