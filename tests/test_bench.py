@@ -128,3 +128,15 @@ def test_a_run_that_answered_nothing_is_no_answer_not_zero_errors():
     assert bench.cell(entry) == "**no answer** in 1 of 2 rounds, goodput 5"
     assert bench.cell({**entry, "errors": 7}) == "**7 errors** in 1 of 2 rounds, goodput 5"
     assert bench.cell({**entry, "rounds": 0}) == "–"
+
+
+def test_every_round_loads_every_target_once_and_later_rounds_in_another_order():
+    listed = bench.targets(PLAN)
+    rounds = [bench.order(listed, n) for n in range(5)]
+    assert rounds[0] == listed
+    for targets in rounds:
+        assert sorted(t["name"] for t in targets) == sorted(t["name"] for t in listed)
+    # A target is not always followed by the same one (the first round's neighbours).
+    after_static = {r[(r.index(listed[0]) + 1) % len(r)]["name"] for r in rounds}
+    assert len(after_static) > 1
+    assert bench.order(listed, 3) == bench.order(listed, 3)
