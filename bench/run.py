@@ -7,8 +7,9 @@ The plan (bench/plan.yml) lists the host's apps as site.yml resolved them. The t
 the apps of `direct` on their own port without nginx. wrk runs on the host itself (`docker exec`),
 over loopback. Each round runs every target at every concurrency, in its own order (the plan's,
 then shuffled), after a warm-up; a figure counts only when its run had no socket error and no
-answer outside 2xx/3xx, otherwise the run reports its goodput and errors. Ratios are taken within a round (absolute
-numbers drift on a shared machine), then summarised over the rounds (median, min, max)."""
+answer outside 2xx/3xx, otherwise the run reports its goodput and errors. Ratios are taken within
+a round (absolute numbers drift on a shared machine), then summarised over the rounds (median,
+min, max)."""
 
 import argparse
 import datetime

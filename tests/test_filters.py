@@ -1,5 +1,6 @@
 """The filter that decides the nginx <-> app contract, and checks webstack_apps."""
 
+import hashlib
 import importlib.util
 import pathlib
 
@@ -116,7 +117,7 @@ def test_filters_are_registered():
         "webstack_databases", "webstack_unavailable_servers",
         "webstack_database_url", "webstack_firewall_rules", "webstack_python_app_vars", "nginx_features",
         "nginx_subject_alt_names", "nginx_access_problems", "nginx_certificate_path", "webstack_lead_hosts",
-        "webstack_batch_apps",
+        "webstack_batch_apps", "webstack_file_differs",
     }
 
 
@@ -767,3 +768,16 @@ def test_a_cgi_app_gets_fastcgi_with_its_script_and_fcgiwrap_goes_with_the_last_
     assert webstack.webstack_unused_server_packages(apps[1:]) == [*apache[:1], "fcgiwrap", *apache[1:], "spawn-fcgi"]
     gone = webstack.webstack_apps([app(server="cgi", state="absent"), app(name="sp", server="spawn-fcgi")])
     assert webstack.webstack_unused_server_packages(gone) == [*apache[:1], "fcgiwrap", *apache[1:]]
+
+
+def test_file_differs_compares_content_mode_and_owner_of_what_find_listed():
+    content = "[Unit]\nDescription=x\n"
+    same = {"path": "/etc/x.service", "checksum": hashlib.sha1(content.encode()).hexdigest(), "mode": "0644",
+            "pw_name": "root", "gr_name": "root"}
+    assert not webstack.file_differs([same], "/etc/x.service", content, "0644")
+    assert webstack.file_differs([same], "/etc/x.service", content + "#\n", "0644")
+    assert webstack.file_differs([same], "/etc/x.service", content, "0640")
+    assert webstack.file_differs([{**same, "pw_name": "nobody"}], "/etc/x.service", content, "0644")
+    assert webstack.file_differs([{**same, "gr_name": "www-data"}], "/etc/x.service", content, "0644")
+    assert webstack.file_differs([same], "/etc/y.service", content, "0644")
+    assert webstack.file_differs(None, "/etc/x.service", content, "0644")

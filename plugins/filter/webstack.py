@@ -5,6 +5,7 @@ nowhere else: the app tier reads ``listen`` from :func:`webstack_apps`, the web 
 same value back through :func:`webstack_nginx_sites`.
 """
 
+import hashlib
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -170,6 +171,16 @@ def source_problem(source):
             return "an archive at a URL needs a checksum (sha256:<hex>)"
         return ""
     return f"a source dict needs git or archive (got keys {', '.join(sorted(map(str, source)))})"
+
+
+def file_differs(files, path, content, mode, owner="root", group="root"):
+    """Whether the file at ``path``, as ``ansible.builtin.find`` (get_checksum) listed it in
+    ``files``, is missing or differs from ``content`` (the rendered template), ``mode`` or its
+    owner: only such a file needs the template module, a round trip to the host even when it
+    changes nothing."""
+    now = next((f for f in files or [] if f.get("path") == path), None)
+    return (now is None or now.get("checksum") != hashlib.sha1(content.encode()).hexdigest()
+            or now.get("mode") != mode or now.get("pw_name") != owner or now.get("gr_name") != group)
 
 
 def systemd_env_value(value):
@@ -828,4 +839,5 @@ class FilterModule:
             "webstack_firewall_rules": webstack_firewall_rules,
             "webstack_source_problem": source_problem,
             "systemd_env_value": systemd_env_value,
+            "webstack_file_differs": file_differs,
         }
