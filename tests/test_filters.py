@@ -781,3 +781,12 @@ def test_file_differs_compares_content_mode_and_owner_of_what_find_listed():
     assert webstack.file_differs([{**same, "gr_name": "www-data"}], "/etc/x.service", content, "0644")
     assert webstack.file_differs([same], "/etc/y.service", content, "0644")
     assert webstack.file_differs(None, "/etc/x.service", content, "0644")
+
+
+def test_file_differs_with_no_content_asks_for_a_directory():
+    directory = {"path": "/srv/a", "isdir": True, "mode": "0750", "pw_name": "root", "gr_name": "a"}
+    assert not webstack.file_differs([directory], "/srv/a", None, "0750", group="a")
+    assert webstack.file_differs([directory], "/srv/a", None, "0755", group="a")
+    assert webstack.file_differs([directory], "/srv/a", None, "0750")
+    assert webstack.file_differs([{**directory, "isdir": False}], "/srv/a", None, "0750", group="a")
+    assert webstack.file_differs([], "/srv/a", None, "0750", group="a")

@@ -177,10 +177,13 @@ def file_differs(files, path, content, mode, owner="root", group="root"):
     """Whether the file at ``path``, as ``ansible.builtin.find`` (get_checksum) listed it in
     ``files``, is missing or differs from ``content`` (the rendered template), ``mode`` or its
     owner: only such a file needs the template module, a round trip to the host even when it
-    changes nothing."""
+    changes nothing. ``content`` None asks the same of a directory."""
     now = next((f for f in files or [] if f.get("path") == path), None)
-    return (now is None or now.get("checksum") != hashlib.sha1(content.encode()).hexdigest()
-            or now.get("mode") != mode or now.get("pw_name") != owner or now.get("gr_name") != group)
+    if now is None or now.get("mode") != mode or now.get("pw_name") != owner or now.get("gr_name") != group:
+        return True
+    if content is None:
+        return not now.get("isdir")
+    return now.get("checksum") != hashlib.sha1(content.encode()).hexdigest()
 
 
 def systemd_env_value(value):
