@@ -4,8 +4,8 @@ measured the app to carry) through nginx; 10 s in, the action runs, 10 s after i
 again, 10 s later the load stops. Actions: `reload` (systemctl reload, where the unit has one),
 `deploy` (playbooks/deploy.yml builds and switches to a new release of the app), and `hard`, the
 control: the service and its socket stopped and started, which must lose requests, or the harness
-could not see a failure. Writes <out>/<date>-<host>-reload.json and .md; exits 1 when a reload or
-deploy failed a request or the control failed none."""
+could not see a failure. Writes <out>/<date>-<host>-reload.json and .md after each app (marked
+partial until the last); exits 1 when a reload or deploy failed a request or the control failed none."""
 
 import argparse
 import datetime
@@ -74,20 +74,17 @@ def main():
     parser.add_argument("--inventory", type=pathlib.Path, default=HERE / "inventory")
     parser.add_argument("--out", type=pathlib.Path, default=HERE / "results")
     parser.add_argument("--apps", default="", help="comma-separated app names (default: every unix-socket app, "
-                                                   "and the TCP-only ones)")
+                                                   "and the TCP-only ones, but not the +log twins)")
     parser.add_argument("--actions", default="reload,deploy,hard")
     args = parser.parse_args()
     plan = json.loads(args.plan.read_text())
     host = plan["host"]
-    listed = [t for t in bench.targets(plan) if t["kind"] == "nginx"]
-    if args.apps:
-        listed = [t for t in listed if t["app"] in args.apps.split(",")]
-    else:
-        families = {t["family"] for t in listed if t["transport"] == "unix"}
-        listed = [t for t in listed if t["transport"] == "unix" or t["family"] not in families]
+    listed = chosen(bench.targets(plan), args.apps)
     bench.prepare(host)
     started = datetime.datetime.now(datetime.timezone.utc)
     runs = []
+    result = {"started": started.isoformat(timespec="seconds"), "host": host,
+              "settings": {"clients": CLIENTS, "actions": args.actions.split(","), "apps": plan["apps"]}, "runs": runs}
     for t in listed:
         bench.check(host, t)
         capacity = bench.wrk(host, t, CLIENTS, 5, int(plan["cpus"]))
@@ -101,18 +98,39 @@ def main():
             runs.append(entry)
             print(f"{t['name']} {action}: {entry['ok']} ok, {entry['failed']} failed at {entry['rate']}/s "
                   f"(took {entry['action_s']} s)", flush=True)
-    result = {"started": started.isoformat(timespec="seconds"), "host": host,
-              "settings": {"clients": CLIENTS, "actions": args.actions.split(","), "apps": plan["apps"]}, "runs": runs}
-    bench.report(
-        args.out, started, host, "-reload", result,
-        [f"# Reloads and deploys under load {result['started']} on {host}", "",
-         f"hey, {CLIENTS} clients at a constant rate (half of wrk's figure at {CLIENTS} connections); the action "
-         "at 10 s and again 10 s after it ends. `hard` (service and socket stopped, then started) is the "
-         "control: it must fail requests."],
-        ["target", "action", "rate/s", "ok", "failed", "action took (s)"],
-        [[r["target"], r["action"], r["rate"], f"{r['ok']:,}", f"{r['failed']:,}", ", ".join(map(str, r["action_s"]))]
-         for r in runs],
-        "a reload or deploy failed requests, or the control failed none")
+        # Each app takes minutes (a deploy builds a release twice): a run stopped midway keeps its files.
+        bench.write(args.out, started, host, "-reload", {**result, "complete": False},
+                    intro(result, partial=True) + [""] + bench.table(COLUMNS, rows(runs)))
+    result["complete"] = True
+    bench.report(args.out, started, host, "-reload", result, intro(result), COLUMNS, rows(runs),
+                 "a reload or deploy failed requests, or the control failed none")
+
+
+def chosen(targets, apps=""):
+    """The targets through nginx of the apps named (comma-separated), or by default each server on a
+    unix socket, and on TCP the servers that have no socket."""
+    listed = [t for t in targets if t["kind"] == "nginx"]
+    if apps:
+        return [t for t in listed if t["app"] in apps.split(",")]
+    # A +log twin has its server's units and reload: it would only repeat that server's figures.
+    listed = [t for t in listed if not t["family"].endswith("+log")]
+    families = {t["family"] for t in listed if t["transport"] == "unix"}
+    return [t for t in listed if t["transport"] == "unix" or t["family"] not in families]
+
+
+COLUMNS = ["target", "action", "rate/s", "ok", "failed", "action took (s)"]
+
+
+def intro(result, partial=False):
+    return [f"# Reloads and deploys under load {result['started']} on {result['host']}", "",
+            f"hey, {CLIENTS} clients at a constant rate (half of wrk's figure at {CLIENTS} connections); the action "
+            "at 10 s and again 10 s after it ends. `hard` (service and socket stopped, then started) is the "
+            "control: it must fail requests." + (" **Partial: the run did not finish.**" if partial else "")]
+
+
+def rows(runs):
+    return [[r["target"], r["action"], r["rate"], f"{r['ok']:,}", f"{r['failed']:,}",
+             ", ".join(map(str, r["action_s"]))] for r in runs]
 
 
 if __name__ == "__main__":

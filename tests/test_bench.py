@@ -1,4 +1,5 @@
-"""bench/run.py's arithmetic: targets from a plan, which runs count, ratios within a round."""
+"""bench/run.py's arithmetic: targets from a plan, which runs count, ratios within a round; which apps
+bench/reload.py loads, and that it keeps what it measured when stopped midway."""
 
 import importlib.util
 
@@ -9,6 +10,9 @@ from webstack_testlib import ROOT
 SPEC = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
 bench = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(bench)
+SPEC = importlib.util.spec_from_file_location("bench_reload", ROOT / "bench" / "reload.py")
+reload_ = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(reload_)
 
 
 def app(name, server, listen, keepalive=0, **extra):
@@ -140,3 +144,40 @@ def test_every_round_loads_every_target_once_and_later_rounds_in_another_order()
     after_static = {r[(r.index(listed[0]) + 1) % len(r)]["name"] for r in rounds}
     assert len(after_static) > 1
     assert bench.order(listed, 3) == bench.order(listed, 3)
+
+
+def test_reload_loads_each_server_once_on_its_socket_or_else_on_tcp_and_no_log_twin():
+    plan = {**PLAN, "apps": PLAN["apps"] + [
+        app("b-sync-log", "gunicorn", "/run/b-sync-log.sock", gunicorn={"worker_class": "sync", "access_log": "-"}),
+        app("b-wsgi", "mod_wsgi", "127.0.0.1:8111", 16)]}
+    assert [t["app"] for t in reload_.chosen(bench.targets(plan))] == ["b-sync", "b-uwsgi", "b-uwsgi-2", "b-wsgi"]
+    assert [t["app"] for t in reload_.chosen(bench.targets(plan), "b-sync-log,b-uwsgi-tcp")] == [
+        "b-uwsgi-tcp", "b-sync-log"]
+
+
+def test_reload_writes_its_files_after_each_app_and_marks_them_partial_until_the_end(tmp_path, monkeypatch):
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(__import__("json").dumps(PLAN))
+    monkeypatch.setattr(reload_.bench, "prepare", lambda host: None)
+    monkeypatch.setattr(reload_.bench, "check", lambda host, target: None)
+    monkeypatch.setattr(reload_.bench, "wrk", lambda *a: {"rps": 1000.0, "goodput": 1000.0})
+    monkeypatch.setattr(reload_, "reloadable", lambda host, app: True)
+    seen = []
+
+    def under_load(host, target, rate, action, inventory):
+        if target["app"] == "b-uwsgi":  # the second app: stop the run there
+            seen.append(sorted(p.name for p in tmp_path.iterdir() if "reload" in p.name))
+            raise KeyboardInterrupt
+        return {"rate": 496, "action_s": [0.1, 0.1], "ok": 100, "failed": 5 if action == "hard" else 0}
+
+    monkeypatch.setattr(reload_, "under_load", under_load)
+    monkeypatch.setattr("sys.argv", ["reload.py", str(plan_file), "--out", str(tmp_path)])
+    with pytest.raises(KeyboardInterrupt):
+        reload_.main()
+    [json_file] = tmp_path.glob("*-h-reload.json")
+    kept = __import__("json").loads(json_file.read_text())
+    assert kept["complete"] is False
+    assert [(r["app"], r["action"]) for r in kept["runs"]] == [
+        ("b-sync", "reload"), ("b-sync", "deploy"), ("b-sync", "hard")]
+    assert "Partial" in json_file.with_suffix(".md").read_text()
+    assert seen and seen[0] == sorted([json_file.name, json_file.with_suffix(".md").name])

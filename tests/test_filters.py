@@ -117,7 +117,7 @@ def test_filters_are_registered():
         "webstack_databases", "webstack_unavailable_servers",
         "webstack_database_url", "webstack_firewall_rules", "webstack_python_app_vars", "nginx_features",
         "nginx_subject_alt_names", "nginx_access_problems", "nginx_certificate_path", "webstack_lead_hosts",
-        "webstack_batch_apps", "webstack_file_differs",
+        "webstack_batch_apps", "webstack_file_differs", "webstack_found",
     }
 
 
@@ -781,6 +781,14 @@ def test_file_differs_compares_content_mode_and_owner_of_what_find_listed():
     assert webstack.file_differs([{**same, "gr_name": "www-data"}], "/etc/x.service", content, "0644")
     assert webstack.file_differs([same], "/etc/y.service", content, "0644")
     assert webstack.file_differs(None, "/etc/x.service", content, "0644")
+
+
+def test_found_keeps_the_paths_find_listed_in_the_order_given():
+    files = [{"path": "/etc/b"}, {"path": "/etc/a"}, {"path": "/etc/other"}]
+    assert webstack.found(files, ["/etc/a", "/etc/b", "/etc/c"]) == ["/etc/a", "/etc/b"]
+    assert webstack.found(files, {"service": "/etc/b", "timer": "/etc/c", "socket": "/etc/a"}) == ["service", "socket"]
+    assert webstack.found(None, ["/etc/a"]) == []
+    assert webstack.found(files, []) == []
 
 
 def test_file_differs_with_no_content_asks_for_a_directory():

@@ -1240,7 +1240,9 @@ def test_uwsgi_ini_defaults(rendered):
                  "virtualenv = /srv/hello/releases/abc123/venv", "chdir = /srv/hello/releases/abc123/src",
                  "socket = /run/hello.sock",
                  "env = WEBSTACK_RELEASE_ID=abc123", "env = WEBSTACK_SERVER=uwsgi",
-                 "disable-logging = true"):
+                 "disable-logging = true",
+                 # A stop lets workers finish their request (die-on-term alone kills them mid-request).
+                 "hook-master-start = unix_signal:15 gracefully_kill_them_all"):
         assert line in lines, line
     assert not any(line.startswith("threads") for line in lines)
     # The systemd socket, named so that a graceful reload finds it again; no HTTP listener.

@@ -186,6 +186,16 @@ def file_differs(files, path, content, mode, owner="root", group="root"):
     return now.get("checksum") != hashlib.sha1(content.encode()).hexdigest()
 
 
+def found(files, paths):
+    """Of ``paths``, those that ``ansible.builtin.find`` listed in ``files``, in the order given:
+    what a role has to stop or remove. ``paths`` may be a dict of name to path; the names of the
+    paths found are returned then."""
+    seen = {f.get("path") for f in files or []}
+    if isinstance(paths, Mapping):
+        return [name for name, path in paths.items() if path in seen]
+    return [path for path in paths if path in seen]
+
+
 def systemd_env_value(value):
     """Quote one value for a systemd EnvironmentFile= so the process gets exactly ``value``.
 
@@ -843,4 +853,5 @@ class FilterModule:
             "webstack_source_problem": source_problem,
             "systemd_env_value": systemd_env_value,
             "webstack_file_differs": file_differs,
+            "webstack_found": found,
         }
