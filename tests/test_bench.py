@@ -2,6 +2,7 @@
 bench/reload.py loads, and that it keeps what it measured when stopped midway."""
 
 import importlib.util
+import json
 
 import pytest
 
@@ -157,7 +158,7 @@ def test_reload_loads_each_server_once_on_its_socket_or_else_on_tcp_and_no_log_t
 
 def test_reload_writes_its_files_after_each_app_and_marks_them_partial_until_the_end(tmp_path, monkeypatch):
     plan_file = tmp_path / "plan.json"
-    plan_file.write_text(__import__("json").dumps(PLAN))
+    plan_file.write_text(json.dumps(PLAN))
     monkeypatch.setattr(reload_.bench, "prepare", lambda host: None)
     monkeypatch.setattr(reload_.bench, "check", lambda host, target: None)
     monkeypatch.setattr(reload_.bench, "wrk", lambda *a: {"rps": 1000.0, "goodput": 1000.0})
@@ -175,7 +176,7 @@ def test_reload_writes_its_files_after_each_app_and_marks_them_partial_until_the
     with pytest.raises(KeyboardInterrupt):
         reload_.main()
     [json_file] = tmp_path.glob("*-h-reload.json")
-    kept = __import__("json").loads(json_file.read_text())
+    kept = json.loads(json_file.read_text())
     assert kept["complete"] is False
     assert [(r["app"], r["action"]) for r in kept["runs"]] == [
         ("b-sync", "reload"), ("b-sync", "deploy"), ("b-sync", "hard")]
