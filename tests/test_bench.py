@@ -156,6 +156,12 @@ def test_reload_loads_each_server_once_on_its_socket_or_else_on_tcp_and_no_log_t
         "b-uwsgi-tcp", "b-sync-log"]
 
 
+@pytest.mark.parametrize("rate, load", [(1136.5, (8, 142)), (4.7, (5, 1)), (0.4, (1, 1)), (12, (8, 2))])
+def test_reload_loads_at_about_half_capacity_even_a_slow_app(rate, load):
+    """Eight clients at hey's least rate of 1/s each made 8/s: 85% of what CGI carries (9.4/s)."""
+    assert reload_.split(rate) == load
+
+
 def test_reload_writes_its_files_after_each_app_and_marks_them_partial_until_the_end(tmp_path, monkeypatch):
     plan_file = tmp_path / "plan.json"
     plan_file.write_text(json.dumps(PLAN))

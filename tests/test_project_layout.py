@@ -73,6 +73,16 @@ def test_the_example_inventories_parse_and_site_yml_checks_against_them(example)
     run(["ansible-playbook", "-i", inventory, "site.yml", "--syntax-check"])
 
 
+@pytest.mark.parametrize("inventory", ["inventory", "sandboxes/three-tier", "bench/inventory",
+                                       "examples/production.yml", "examples/three-tier.yml"])
+def test_site_yml_finds_every_group_it_names_in_the_shipped_inventories(inventory):
+    """site.yml's plays name web, app and db: an inventory without one of them made every run warn
+    "Could not match supplied host pattern" (an empty group is enough)."""
+    result = run(["ansible-playbook", "-i", str(ROOT / inventory), "site.yml", "--list-hosts"])
+    assert "play #1" in result.stdout, result.stdout
+    assert "Could not match supplied host pattern" not in result.stderr, result.stderr
+
+
 def test_the_three_tier_example_gives_every_web_host_every_app_host():
     """The filter, fed the example's groups and addresses, lists app1..app3 in the upstream."""
     from test_filters import webstack
