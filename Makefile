@@ -110,7 +110,8 @@ $(BENCH_VENV)/.installed: requirements-bench.txt
 # and bench-reload (reloads and deploys under constant load, with a hard restart as the control).
 # Each writes to bench/results. BENCH_ROUNDS, BENCH_WARMUP and BENCH_DURATION (seconds),
 # BENCH_CONNECTIONS (comma-separated), BENCH_HIGH (more connections, for gunicorn and uWSGI only) and
-# BENCH_ONLY (substrings of target names) change bench-run;
+# BENCH_ONLY (substrings of target names) change bench-run; BENCH_LOG_TWINS=1 adds the gunicorn sync and
+# uWSGI apps that log each request themselves too (what a second log costs; about 9 more minutes);
 # BENCH_RELOAD_APPS (app names) and BENCH_ACTIONS (reload,deploy,hard) change bench-reload.
 BENCH_ROUNDS ?= 5
 BENCH_WARMUP ?= 5
@@ -118,9 +119,11 @@ BENCH_DURATION ?= 10
 BENCH_CONNECTIONS ?= 8,32,128
 BENCH_HIGH ?= 512
 BENCH_ONLY ?=
+BENCH_LOG_TWINS ?=
 BENCH_RELOAD_APPS ?=
 BENCH_ACTIONS ?= reload,deploy,hard
 BENCH_PLAN := .cache/bench
+BENCH_TWINS_VAR := $(if $(BENCH_LOG_TWINS),-e bench_log_twins=true)
 bench: bench-provision bench-run bench-ports bench-reload
 
 bench-provision: setup image-12
@@ -128,8 +131,8 @@ bench-provision: setup image-12
 
 bench-up: setup image-12 bench-tools
 	ansible-playbook -i bench/inventory playbooks/sandbox.yml
-	ansible-playbook -i bench/inventory site.yml --limit bench:bench_ports
-	ansible-playbook -i bench/inventory bench/plan.yml -e bench_hosts=bench:bench_ports
+	ansible-playbook -i bench/inventory site.yml --limit bench:bench_ports $(BENCH_TWINS_VAR)
+	ansible-playbook -i bench/inventory bench/plan.yml -e bench_hosts=bench:bench_ports $(BENCH_TWINS_VAR)
 
 bench-run: bench-up
 	$(WEBSTACK_BENCH_PYTHON) bench/run.py $(BENCH_PLAN)/plan-webstack-bench.json --rounds $(BENCH_ROUNDS) \

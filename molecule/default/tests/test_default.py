@@ -1,6 +1,7 @@
 """Behaviour of the converged stack: nginx -> gunicorn (unix socket) -> hello, on each host."""
 
 import json
+import os
 import re
 
 import pytest
@@ -145,6 +146,27 @@ def test_a_verbose_diff_check_run_shows_no_secret_and_plans_no_change(host):
     for h, key in zip(hosts, keys):
         assert key not in result.stdout + result.stderr
         assert h.file(f"/srv/{APP}/shared/secrets/SECRET_KEY").content_string == key
+
+
+def test_a_new_app_in_check_mode_plans_its_first_deploy_quietly_and_changes_nothing(host):
+    """A second app, new to both hosts, through the app tier in check mode: the run plans its
+    user, directories and release without a warning about its paths (a find of its directories,
+    which are not there yet, warned for each), and the hosts have nothing of it afterwards."""
+    if host.backend.get_hostname() != HOSTS[0]:
+        pytest.skip("runs once, against every host")
+    project = os.environ["MOLECULE_PROJECT_DIRECTORY"]
+    fresh = {"name": "fresh", "source": f"{project}/apps/hello", "wsgi_app": "hello:create_app()",
+             "server": "gunicorn", "domains": ["fresh.test"]}
+    result = run_playbook("playbooks/app.yml", {"webstack_apps": [fresh], "webstack_deploy_apps": "fresh"},
+                          options=["--check"])
+    assert result.returncode == 0, result.stdout[-3000:]
+    for name in HOSTS:
+        assert re.search(rf"{name}\s*:.*\bchanged=[1-9]", result.stdout), result.stdout[-1500:]
+    # (The user module's own check-mode warning, that group fresh is not there yet, stays.)
+    warnings = [line for line in (result.stdout + result.stderr).splitlines() if "WARNING" in line and "/srv" in line]
+    assert warnings == [], warnings
+    for h in (scenario_host(name) for name in HOSTS):
+        assert not h.file("/srv/fresh").exists and not h.user("fresh").exists
 
 
 def test_workers_run_as_the_app_user(host):
