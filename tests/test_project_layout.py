@@ -4,7 +4,7 @@ site.yml (linked from playbooks/), not from the inventory's directory."""
 import pytest
 import yaml
 
-from webstack_testlib import ROOT, run
+from webstack_testlib import ROOT, ansible_env, run
 
 LOCAL_INVENTORY = {
     "all": {
@@ -96,3 +96,20 @@ def test_the_three_tier_example_gives_every_web_host_every_app_host():
             for app in yaml.safe_load((ROOT / "group_vars" / "all.yml").read_text())["webstack_apps"]]
     [site] = webstack.webstack_nginx_sites(apps, layout)
     assert site["upstream"]["servers"] == ["10.0.1.11:8001", "10.0.1.12:8001", "10.0.1.13:8001"]
+
+
+@pytest.mark.parametrize("value, expected", [(None, False), ("", False), ("1", True), ("false", False)])
+def test_the_sandbox_playbook_reads_webstack_privileged_without_a_deprecation(tmp_path, value, expected):
+    """make demo and make bench start their containers with playbooks/sandbox.yml: WEBSTACK_PRIVILEGED
+    unset or empty is false. ('' | bool is deprecated in ansible-core 2.19, an error from 2.23.)"""
+    [play] = yaml.safe_load((ROOT / "playbooks" / "sandbox.yml").read_text())
+    variables = tmp_path / "vars.yml"
+    variables.write_text(yaml.safe_dump({"webstack_sandbox_privileged": play["vars"]["webstack_sandbox_privileged"]}))
+    env = ansible_env()
+    env.pop("WEBSTACK_PRIVILEGED", None)
+    if value is not None:
+        env["WEBSTACK_PRIVILEGED"] = value
+    result = run(["ansible", "localhost", "-m", "ansible.builtin.debug", "-a", "var=webstack_sandbox_privileged",
+                  "-e", f"@{variables}"], env=env)
+    assert f'webstack_sandbox_privileged: {str(expected).lower()}' in result.stdout.lower(), result.stdout
+    assert "DEPRECATION" not in result.stdout + result.stderr, result.stderr
