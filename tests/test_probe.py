@@ -59,10 +59,15 @@ def test_probe_gets_each_status_through_the_protocol(server):
 def test_exit_codes(server, capsys):
     protocol, sock = server
     args = ["--protocol", protocol, "--address", sock, "--host", "good.test"]
-    assert probe.main(args) == 0
+    assert probe.main(args + ["--expect", "200"]) == 0
     assert "status 200" in capsys.readouterr().out
     assert probe.main(args + ["--path", "/broken"]) == 1
     assert probe.main(args + ["--path", "/broken", "--expect", "500"]) == 0
+    # The default (--expect 0): any answer below 500, so an app with no health route passes.
+    assert probe.main(args) == 0
+    assert probe.main(args + ["--host", "other.test"]) == 0, "a 400 is an answer from a live app"
+    assert probe.main(args + ["--host", "other.test", "--expect", "200"]) == 1
+    assert "wanted status 200" in capsys.readouterr().out.splitlines()[-1]
 
 
 def test_no_answer_is_exit_2(tmp_path, capsys):

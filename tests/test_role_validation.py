@@ -18,6 +18,8 @@ def site(**overrides):
     return {**SITE, **overrides}
 
 
+APP = {"python_app_name": "hello", "python_app_source": "/", "python_app_wsgi_app": "a:b"}
+
 # case -> (role, variables, the message it must fail with, or None where it must pass)
 CASES = {
     "nginx_good": ("nginx", {"nginx_sites": [site(server_names=["localhost", "*.example.com", ".example.org", "_"])]}, None),
@@ -142,19 +144,50 @@ CASES = {
     "python_app_generated_secret_name": (
         "python_app", {"python_app_name": "hello", "python_app_source": "/", "python_app_wsgi_app": "a:b",
                        "python_app_generated_secrets": ["SECRET_KEY", "BAD NAME"]},
-        "python_app_generated_secrets must be a list of environment variable names"),
+        "python_app_generated_secrets: must be a list of environment variable names"),
     "python_app_env_value_dict": (
         "python_app", {"python_app_name": "hello", "python_app_source": "/", "python_app_wsgi_app": "a:b",
                        "python_app_env": {"A": {"nested": 1}}},
-        "python_app_env and python_app_secret_env values must be strings, numbers or booleans"),
+        "python_app_env.A: must be a string, a number or a boolean"),
     "python_app_env_value_none": (
         "python_app", {"python_app_name": "hello", "python_app_source": "/", "python_app_wsgi_app": "a:b",
                        "python_app_secret_env": {"A": None}},
-        "python_app_env and python_app_secret_env values must be strings, numbers or booleans"),
+        "python_app_secret_env.A: must be a string, a number or a boolean"),
     "python_app_env_value_awkward": (
         "python_app", {"python_app_name": "hello", "python_app_source": "/", "python_app_wsgi_app": "a:b",
                        "python_app_env": {"A": "line one\nB=two \"quoted\" $HOME `x` \\", "N": 3, "T": True}},
         None),
+    # The role checks by the filter's rules (webstack_python_app_problems): what the filter hands
+    # it on split tiers passes, what it refuses the role refuses too.
+    "python_app_ipv6_split_listen": (
+        "python_app", {**APP, "python_app_listen": "[fd00::6]:9000", "python_app_listen_exposed": True}, None),
+    "python_app_public_listen": (
+        "python_app", {**APP, "python_app_listen": "0.0.0.0:9000"},
+        "python_app_listen: 0.0.0.0:9000 is not a loopback address"),
+    "python_app_listen_newline": (
+        "python_app", {**APP, "python_app_listen": "/run/hello.sock\nExecStartPre=/bin/touch /tmp/pwn"},
+        "python_app_listen: must be host:port"),
+    "python_app_cgi_tcp": (
+        "python_app", {**APP, "python_app_server": "cgi", "python_app_listen": "127.0.0.1:9000"},
+        "python_app_listen: cgi runs any program a client names"),
+    "python_app_reserved_name": ("python_app", {**APP, "python_app_name": "nginx"}, "python_app_name: 'nginx' is reserved"),
+    "python_app_root_user": ("python_app", {**APP, "python_app_user": "root"}, "python_app_user: must be an account"),
+    "python_app_root_outside_base": ("python_app", {**APP, "python_app_root": "/etc"}, "python_app_root: must be a directory below /srv/"),
+    "python_app_pip_option": (
+        "python_app", {**APP, "python_app_pip_packages": ["--index-url=http://evil.test/simple"]},
+        "python_app_pip_packages: '--index-url=http://evil.test/simple' is not a requirement specifier"),
+    "python_app_requirements_outside": (
+        "python_app", {**APP, "python_app_requirements_file": "../../../../etc/shadow"},
+        "python_app_requirements_file: must be a file inside the app source"),
+    "python_app_zero_workers": (
+        "python_app", {**APP, "gunicorn_overrides": {"workers": 0}},
+        "gunicorn_overrides: workers must be a whole number from 1 to 1024 (got 0)"),
+    "python_app_unused_server_dict": (
+        "python_app", {**APP, "uwsgi_overrides": {"processes": -3}},
+        "uwsgi_overrides: processes must be a whole number from 1 to 1024 (got -3)"),
+    "python_app_git_option": (
+        "python_app", {**APP, "python_app_source": {"git": "--upload-pack=touch /tmp/pwn", "version": "main"}},
+        "python_app_source: git must not start with -"),
 }
 
 

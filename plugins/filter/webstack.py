@@ -53,6 +53,9 @@ SERVER_HOST_PACKAGES = {
 # Servers that bind their unix socket themselves (no systemd socket): a reload renames a new socket
 # over the path, which has no TCP equivalent.
 UNIX_ONLY_SERVERS = ("spawn-fcgi",)
+# Servers that must never listen where anything but nginx can reach them: fcgiwrap runs whatever
+# executable a FastCGI client names (SCRIPT_FILENAME).
+UNIX_SOCKET_ONLY_SERVERS = ("cgi",)
 # Servers that bind a TCP port themselves, as the app's user (Apache has no unix-socket Listen).
 TCP_ONLY_SERVERS = ("mod_wsgi", "mod_python")
 # Servers whose workers take one connection each (prefork): an idle kept-alive connection from
@@ -61,11 +64,40 @@ NO_KEEPALIVE_SERVERS = ("mod_python",)
 # Servers Debian has up to a release only: server -> the last Debian major version that has it.
 SERVER_LAST_DEBIAN = {"mod_python": 12}
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+# An app's name becomes a system user and group, /run/<name>.sock and the units <name>.service,
+# .socket and -handover@.service: these names would take over an account, a socket or a unit of
+# Debian, of its daemons, or of this collection's own tiers. They are always refused; on the host,
+# python_app also refuses any account or unit of the app's name that the roles did not make
+# (webstack_claim).
+RESERVED_NAMES = frozenset({
+    # Debian's base accounts and groups
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy",
+    "www-data", "backup", "list", "irc", "gnats", "nobody", "nogroup", "adm", "tty", "disk", "kmem",
+    "dialout", "fax", "voice", "cdrom", "floppy", "tape", "sudo", "audio", "dip", "operator", "src",
+    "shadow", "utmp", "video", "sasl", "plugdev", "staff", "users", "input", "kvm", "render", "sgx",
+    "netdev", "crontab", "messagebus", "polkitd", "ssl-cert", "_apt", "_chrony", "ntp", "ntpsec",
+    # daemons and their units that the stack runs beside
+    "ssh", "sshd", "nginx", "apache", "apache2", "apache-htcacheclean", "postgres", "postgresql",
+    "pgbackrest", "repmgr", "patroni", "redis", "redis-server", "memcache", "memcached", "fcgiwrap",
+    "spawn-fcgi", "docker", "containerd", "cron", "anacron", "atd", "dbus", "rsyslog", "syslog",
+    "nftables", "iptables", "networking", "network", "resolvconf", "unattended-upgrades", "apt",
+    "apt-daily", "apt-daily-upgrade", "dpkg", "dpkg-db-backup", "logrotate", "man-db", "e2scrub",
+    "e2scrub_all", "fstrim", "certbot", "prometheus", "mysql", "mariadb", "exim4", "postfix",
+    "chrony", "getty", "console-getty", "container-getty", "serial-getty", "autovt", "user",
+    "emergency", "rescue", "reboot", "poweroff", "halt", "kexec", "exit", "sysinit", "basic",
+    "default", "multi-user", "graphical", "shutdown", "final", "init", "ifup", "lvm2", "mdadm",
+    "polkit", "tmp", "local-fs", "remote-fs", "sockets", "timers", "paths", "slices", "swap",
+})
+# Name beginnings that belong to systemd, Debian's system users, or the collection's own units.
+RESERVED_PREFIXES = ("systemd-", "webstack", "debian-", "nss-", "dbus-", "ssh-", "nginx-", "postgresql-",
+                     "apache2-", "apache-", "user-", "getty-")
+# Every app's directory is below this base, one directory per app, never inside another's.
+APPS_BASE = "/srv"
 KNOWN_KEYS = {
     "name", "source", "wsgi_app", "server", "domains", "domains_regex", "static", "env", "secret_env",
     "gunicorn", "uwsgi", "flup", "tornado", "gevent", "cgi", "spawn_fcgi", "mod_wsgi", "mod_python", "root",
     "state", "requirements_file", "pip_packages",
-    "listen", "keepalive", "prefix", "healthcheck", "pre_activate", "keep_releases", "port", "database",
+    "listen", "listen_exposed", "keepalive", "prefix", "healthcheck", "pre_activate", "keep_releases", "port", "database",
     "tls", "nginx", "access", "generated_secrets",
 }
 # Settings of the app's nginx server that an app may set (the nginx role checks the values).
@@ -80,6 +112,8 @@ ACCESS_KINDS = {"lua": {"header", "tokens"}, "auth_request": {"path", "app"}}
 URL_LOCATION_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")
 HEADER_RE = re.compile(r"^[A-Za-z0-9-]+$")
 DATABASE_KEYS = {"name", "user", "password", "extensions"}
+# PostgreSQL's own databases and roles: never an app's.
+RESERVED_DB_NAMES = frozenset({"postgres", "template0", "template1", "public", "root"})
 DB_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 DB_PORT = 5432
 DEFAULT_KEEP_RELEASES = 5
@@ -88,10 +122,57 @@ HEALTHCHECK_KEYS = {"path", "host", "status", "timeout"}
 # python_app_healthcheck_<key>), and the server roles whose <role>_overrides an app may carry.
 # The one place where webstack_apps meets the role's variables: webstack_python_app_vars.
 PYTHON_APP_KEYS = (
-    "name", "state", "source", "wsgi_app", "server", "root", "listen", "env", "secret_env",
+    "name", "state", "source", "wsgi_app", "server", "root", "listen", "listen_exposed", "env", "secret_env",
     "generated_secrets", "requirements_file", "pip_packages", "pre_activate", "keep_releases",
 )
 SERVER_ROLES = ("gunicorn", "uwsgi", "flup", "tornado", "gevent", "cgi", "spawn_fcgi", "mod_wsgi", "mod_python")
+# What an app may set in each server's dict (handed to the server's role as <role>_overrides):
+# a whole number as (lowest, highest), a tuple of strings to choose from, bool, or a string that
+# must match a pattern. Every dict is checked, whichever server the app runs, before anything
+# changes; the roles' argument specs list the same keys (tests/test_servers_agree.py).
+_COUNT = (1, 1024)
+_SECONDS = (1, 86400)
+_REQUESTS = (0, 1_000_000_000)
+SERVER_SETTINGS = {
+    "gunicorn": {"workers": _COUNT, "worker_class": ("sync", "gthread", "gevent"), "threads": _COUNT,
+                 "timeout": _SECONDS, "graceful_timeout": _SECONDS, "keepalive": (0, 3600),
+                 "max_requests": _REQUESTS, "max_requests_jitter": _REQUESTS, "preload_app": bool,
+                 "access_log": re.compile(r"|-|/[A-Za-z0-9._@+/-]+")},
+    "uwsgi": {"processes": _COUNT, "threads": _COUNT, "buffer_size": (4096, 65535), "harakiri": (0, 86400),
+              "max_requests": _REQUESTS, "log_requests": bool},
+    "flup": {"max_children": _COUNT, "max_spare": _COUNT, "min_spare": (0, 1024), "max_requests": _REQUESTS},
+    "tornado": {"processes": _COUNT, "threads": (0, 1024), "keepalive": (0, 3600), "graceful_timeout": _SECONDS,
+                "max_body_size": (1, 1 << 40)},
+    "gevent": {"processes": _COUNT, "connections": (1, 1_000_000), "graceful_timeout": _SECONDS},
+    "cgi": {"processes": _COUNT, "timeout": _SECONDS},
+    "spawn_fcgi": {"processes": _COUNT, "timeout": _SECONDS, "drain": (0, 3600)},
+    "mod_wsgi": {"processes": _COUNT, "threads": _COUNT, "apache_threads": _COUNT, "graceful_timeout": _SECONDS,
+                 "keepalive": (0, 3600)},
+    "mod_python": {"processes": _COUNT, "graceful_timeout": _SECONDS},
+}
+
+
+def server_settings_problem(role, settings):
+    """What is wrong with one server's dict of an app ("" when nothing is), naming the key."""
+    if not isinstance(settings, Mapping):
+        return "must be a dict"
+    allowed = SERVER_SETTINGS[role]
+    for key, value in settings.items():
+        rule = allowed.get(key)
+        if rule is None:
+            return f"unknown key {key!r} (known: {', '.join(allowed)})"
+        if rule is bool:
+            good, wanted = isinstance(value, bool), "true or false"
+        elif isinstance(rule, re.Pattern):
+            good, wanted = isinstance(value, str) and rule.fullmatch(value), f"a string matching {rule.pattern}"
+        elif isinstance(rule[0], str):
+            good, wanted = value in rule, f"one of {', '.join(rule)}"
+        else:
+            good = isinstance(value, int) and not isinstance(value, bool) and rule[0] <= value <= rule[1]
+            wanted = f"a whole number from {rule[0]} to {rule[1]}"
+        if not good:
+            return f"{key} must be {wanted} (got {value!r})"
+    return ""
 # A URL prefix an app is mounted under: "/" (the site root) or "/seg/.../".
 PREFIX_RE = re.compile(r"^/([A-Za-z0-9._~-]+/)*$")
 # A host name nginx may get as a server_name: labels of letters, digits, - and _, dot-separated,
@@ -104,6 +185,7 @@ HOST_REGEX_RE = re.compile(r"""^~[^\s;{}'"#]+$""")
 PATH_PART_RE = re.compile(r"^[A-Za-z0-9._@+/-]+$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # A path (and query) the health gate asks for.
+WSGI_APP_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*(\(.*\))?")
 URL_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*(\?[A-Za-z0-9._~=&%-]*)?$")
 LISTEN_RE = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")
 # Protocols whose upstream connections nginx can keep open (uwsgi and SCGI have no keep-alive).
@@ -128,12 +210,44 @@ def bad_server_names(names, allow_regex=False):
     return [
         name for name in names
         if not isinstance(name, str) or len(name) > 253
-        or not (HOST_NAME_RE.match(name) or (allow_regex and HOST_REGEX_RE.match(name)))
+        or not (HOST_NAME_RE.fullmatch(name) or (allow_regex and HOST_REGEX_RE.fullmatch(name)))
     ]
 
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip", ".whl")
 CHECKSUM_RE = re.compile(r"^(md5|sha1|sha224|sha256|sha384|sha512):[0-9a-fA-F]+$")
+
+
+# White space and control characters: never part of a URL, path or ref the roles hand to a command.
+UNSAFE_CHARS_RE = re.compile(r"[\x00-\x20\x7f]")
+ARCHIVE_URL_RE = re.compile(r"(https?|ftp)://[^\s]+")
+# git's own URL forms: scheme://..., [user@]host:path, or a path. Not git's remote helpers
+# (<transport>::<address>): ext:: runs a command of the URL's choosing.
+GIT_URL_RE = re.compile(r"(ssh|git|https?|file)://\S+|([A-Za-z0-9._-]+@)?[A-Za-z0-9.-]+:[^:\s]\S*|[/.A-Za-z0-9_~]\S*")
+# What `git check-ref-format` refuses in a ref name, checked component by component.
+GIT_REF_BAD_RE = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
+
+
+def git_url_problem(url):
+    """What is wrong with a git source's URL ("" when nothing is): it goes to git on the
+    controller, so it must not read as an option (a leading -) or as a remote helper (ext::)."""
+    if url.startswith("-") or re.search(r"(://|@)-", url) or UNSAFE_CHARS_RE.search(url):
+        return f"git must not start with - (nor its host), or hold white space or control characters (got {url!r})"
+    if "::" in url.split("/", 1)[0] or not GIT_URL_RE.fullmatch(url):
+        return (f"git must be a repository URL (https://, ssh://, git://, file://, user@host:path) or a path; "
+                f"remote helpers such as ext:: are refused (got {url!r})")
+    return ""
+
+
+def git_ref_problem(ref):
+    """What is wrong with a git source's version ("" when nothing is): a tag, branch or commit
+    that `git check-ref-format --allow-onelevel` takes, never an option."""
+    bad = (ref.startswith("-") or GIT_REF_BAD_RE.search(ref) or ref.endswith((".", "/")) or ref == "@"
+           or any(part.startswith(".") or part.endswith(".lock") or not part for part in ref.split("/")))
+    if bad:
+        return (f"version must be a tag, branch or commit that git check-ref-format accepts: no leading -, "
+                f"no white space, ~ ^ : ? * [ \\, .., @{{ or // (got {ref!r})")
+    return ""
 
 
 def source_problem(source):
@@ -154,9 +268,12 @@ def source_problem(source):
             return f"unknown key {unknown[0]!r} for a git source (known: git, version)"
         if not isinstance(source["git"], str) or not source["git"]:
             return "git must be the repository's URL or path"
+        problem = git_url_problem(source["git"])
+        if problem:
+            return problem
         if not isinstance(source.get("version"), str) or not source.get("version"):
             return "a git source needs a version: the tag, branch or commit to deploy"
-        return ""
+        return git_ref_problem(source["version"])
     if "archive" in source:
         unknown = sorted(set(source) - {"archive", "checksum"})
         if unknown:
@@ -164,8 +281,12 @@ def source_problem(source):
         archive = source["archive"]
         if not isinstance(archive, str) or not archive.endswith(ARCHIVE_SUFFIXES):
             return f"archive must be a path or URL ending in {', '.join(ARCHIVE_SUFFIXES)} (got {archive!r})"
+        if archive.startswith("-") or UNSAFE_CHARS_RE.search(archive):
+            return f"archive must not start with - or hold white space or control characters (got {archive!r})"
+        if "://" in archive and not ARCHIVE_URL_RE.fullmatch(archive):
+            return f"an archive URL must be http://, https:// or ftp:// (got {archive!r})"
         checksum = source.get("checksum", "")
-        if checksum and (not isinstance(checksum, str) or not CHECKSUM_RE.match(checksum)):
+        if checksum and (not isinstance(checksum, str) or not CHECKSUM_RE.fullmatch(checksum)):
             return f"checksum must look like sha256:<hex> (got {checksum!r})"
         if re.match(r"^[a-z]+://", archive) and not checksum:
             return "an archive at a URL needs a checksum (sha256:<hex>)"
@@ -210,6 +331,58 @@ def systemd_env_value(value):
     return '"' + re.sub(r'([\\"`$])', r"\\\1", text) + '"'
 
 
+def root_problem(root):
+    """What is wrong with an app's directory ("" when nothing is): one directory below
+    APPS_BASE, written plainly (the role removes it whole when the app is set absent)."""
+    if not isinstance(root, str) or not PATH_PART_RE.fullmatch(root) or not root.startswith(APPS_BASE + "/") \
+            or any(part in ("", ".", "..") for part in root[len(APPS_BASE) + 1:].split("/")):
+        return (f"must be a directory below {APPS_BASE}/ (default {APPS_BASE}/<name>), of letters, digits and "
+                f". _ @ + - / with no . or .. parts (got {root!r})")
+    return ""
+
+
+def pip_packages_problem(packages):
+    """What is wrong with pip_packages ("" when nothing is): requirement specifiers (PEP 508),
+    never pip options such as --index-url."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    if not isinstance(packages, list):
+        return f"must be a list of requirement specifiers like flask==3.1.3 (got {packages!r})"
+    for entry in packages:
+        if not isinstance(entry, str) or not entry.strip() or entry.lstrip().startswith("-") \
+                or re.search(r"[\x00-\x1f\x7f]", entry):
+            return f"{entry!r} is not a requirement specifier (pip options and control characters are refused)"
+        try:
+            Requirement(entry)
+        except InvalidRequirement as error:
+            return f"{entry!r} is not a requirement specifier: {error}"
+    return ""
+
+
+def listen_problem(listen, name, exposed=False):
+    """What is wrong with an app's listen on a host where nginx reaches it locally ("" when
+    nothing is): its unix socket /run/<name>.sock, or host:port on a loopback address. Another
+    address would let clients past nginx's TLS, limits and access checks with no firewall rule:
+    only with ``exposed`` (listen_exposed: true)."""
+    if not isinstance(listen, str) or not (listen == f"/run/{name}.sock" or LISTEN_RE.fullmatch(listen)):
+        return f"must be host:port, or left out for the unix socket /run/{name}.sock (got {listen!r})"
+    if listen.startswith("/"):
+        return ""
+    host, port = listen.rsplit(":", 1)
+    if not 0 < int(port) < 65536:
+        return f"port out of range (got {listen!r})"
+    host = host.strip("[]")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not exposed:
+        return (f"{listen} is not a loopback address: clients could reach the app past nginx's TLS, limits and "
+                "access checks, and no firewall rule is made for it. Use 127.0.0.1:<port>, or split web and app "
+                "hosts (port:, with a firewall rule), or set listen_exposed: true if something else guards it")
+    return ""
+
+
 def _fail(index, field, message):
     raise AnsibleFilterError(f"webstack_apps[{index}].{field}: {message}")
 
@@ -218,16 +391,18 @@ def _healthcheck(index, given, domains):
     """The health gate's request: path, status, timeout, and a Host the app answers to."""
     if not isinstance(given, dict) or set(given) - HEALTHCHECK_KEYS:
         _fail(index, "healthcheck", f"must be a dict of {', '.join(sorted(HEALTHCHECK_KEYS))} (got {given!r})")
-    plain = [d.lstrip(".") for d in domains if HOST_NAME_RE.match(d) and not d.startswith("*") and d != "_"]
-    check = {"path": "/healthz", "host": plain[0] if plain else "localhost", "status": 200, "timeout": 10, **given}
-    if not isinstance(check["path"], str) or not (check["path"] == "" or URL_PATH_RE.match(check["path"])):
+    plain = [d.lstrip(".") for d in domains if HOST_NAME_RE.fullmatch(d) and not d.startswith("*") and d != "_"]
+    # status 0: any answer below 500 passes (the release is alive; most apps have no health route).
+    check = {"path": "/healthz", "host": plain[0] if plain else "localhost", "status": 0, "timeout": 10, **given}
+    if not isinstance(check["path"], str) or not (check["path"] == "" or URL_PATH_RE.fullmatch(check["path"])):
         _fail(index, "healthcheck.path", f"must be a URL path like /healthz, or empty to turn the gate off (got {check['path']!r})")
     if bad_server_names([check["host"]]):
         _fail(index, "healthcheck.host", f"must be a host name (got {check['host']!r})")
     for field, low, high in (("status", 100, 599), ("timeout", 1, 3600)):
         value = check[field]
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            _fail(index, f"healthcheck.{field}", f"must be a whole number from {low} to {high} (got {value!r})")
+        if not isinstance(value, int) or isinstance(value, bool) or not (low <= value <= high or (field, value) == ("status", 0)):
+            _fail(index, f"healthcheck.{field}", f"must be a whole number from {low} to {high}"
+                  f"{' (or 0: any answer below 500)' if field == 'status' else ''} (got {value!r})")
     return check
 
 
@@ -238,10 +413,13 @@ def _app(index, app, layout=None, host=None):
     if unknown:
         _fail(index, unknown[0], f"unknown key (known: {', '.join(sorted(KNOWN_KEYS))})")
     name = app.get("name")
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         _fail(index, "name", f"must be lowercase letters, digits, - or _, starting with a letter (got {name!r})")
-    if not isinstance(app.get("wsgi_app"), str) or not app["wsgi_app"]:
-        _fail(index, "wsgi_app", "is required and must be a non-empty string")
+    if name in RESERVED_NAMES or name.startswith(RESERVED_PREFIXES):
+        _fail(index, "name", f"{name!r} is reserved: it names a system account, a daemon or a unit the app would "
+              "take over (its user, group, socket and units are named after it); choose another name")
+    if not isinstance(app.get("wsgi_app"), str) or not WSGI_APP_RE.fullmatch(app["wsgi_app"]):
+        _fail(index, "wsgi_app", f"must look like module:name or module:factory() (got {app.get('wsgi_app')!r})")
     problem = source_problem(app.get("source"))
     if problem:
         _fail(index, "source", problem)
@@ -269,16 +447,22 @@ def _app(index, app, layout=None, host=None):
             _fail(index, "static", "each entry needs url and dir (and optionally expires)")
         if not (item["url"].startswith("/") and item["url"].endswith("/")):
             _fail(index, "static", f"url must start and end with / (got {item['url']!r})")
-        if item["dir"].startswith("/") or ".." in item["dir"].split("/"):
-            _fail(index, "static", f"dir must be relative to the app source (got {item['dir']!r})")
-        if not PATH_PART_RE.match(item["dir"]) or not PREFIX_RE.match(item["url"]):
+        parts = item["dir"].strip("/").split("/") if isinstance(item["dir"], str) else [""]
+        if item["dir"].startswith("/") or any(part in ("", ".", "..") for part in parts):
+            _fail(index, "static", f"dir must be a directory inside the app source, not the source itself or "
+                  f"above it (got {item['dir']!r})")
+        if not PATH_PART_RE.fullmatch(item["dir"]) or not PREFIX_RE.fullmatch(item["url"]):
             _fail(index, "static", f"url and dir may hold letters, digits and . _ @ + - / only (got {item!r})")
-    for field in ("env", "secret_env", *SERVER_ROLES):
+    for field in ("env", "secret_env"):
         if not isinstance(app.get(field, {}), dict):
             _fail(index, field, "must be a dict")
+    for role in SERVER_ROLES:
+        problem = server_settings_problem(role, app.get(role, {}))
+        if problem:
+            _fail(index, role, problem)
     for field in ("env", "secret_env"):
         for key, value in app.get(field, {}).items():
-            if not isinstance(key, str) or not ENV_NAME_RE.match(key):
+            if not isinstance(key, str) or not ENV_NAME_RE.fullmatch(key):
                 _fail(index, field, f"{key!r} is not an environment variable name")
             if isinstance(value, (dict, list)) or value is None:
                 _fail(index, f"{field}.{key}", "must be a string, a number or a boolean")
@@ -299,12 +483,17 @@ def _app(index, app, layout=None, host=None):
     else:
         # Same host: a unix socket held by systemd, outside any RuntimeDirectory. Or host:port.
         listen = app.get("listen", f"/run/{name}.sock")
-        if not isinstance(listen, str) or not (listen == f"/run/{name}.sock" or LISTEN_RE.match(listen)):
-            _fail(index, "listen", f"must be host:port, or left out for the unix socket (got {listen!r})")
-        if not listen.startswith("/") and not 0 < int(listen.rsplit(":", 1)[1]) < 65536:
-            _fail(index, "listen", f"port out of range (got {listen!r})")
+        problem = listen_problem(listen, name, app.get("listen_exposed", False))
+        if problem:
+            _fail(index, "listen", problem)
         servers = [f"unix:{listen}" if listen.startswith("/") else listen]
+    if not isinstance(app.get("listen_exposed", False), bool):
+        _fail(index, "listen_exposed", f"must be true or false (got {app['listen_exposed']!r})")
     tcp = split or not listen.startswith("/")
+    if tcp and server in UNIX_SOCKET_ONLY_SERVERS:
+        _fail(index, "port" if split else "listen", f"{server} runs any program a client names in SCRIPT_FILENAME, "
+              "so it listens on its unix socket only, where nginx alone can reach it: leave listen out and keep web "
+              "and app on the same host")
     if tcp and server in UNIX_ONLY_SERVERS:
         _fail(index, "server", f"{server} binds its unix socket itself and reloads by renaming a new one over "
               "it, which TCP cannot do: leave listen out and keep web and app on the same host, or pick fastcgi "
@@ -331,7 +520,7 @@ def _app(index, app, layout=None, host=None):
     prefix = app.get("prefix", "/")
     if isinstance(prefix, str) and prefix.startswith("/") and not prefix.endswith("/"):
         prefix += "/"
-    if not isinstance(prefix, str) or not PREFIX_RE.match(prefix) or "/../" in prefix or "/./" in prefix:
+    if not isinstance(prefix, str) or not PREFIX_RE.fullmatch(prefix) or "/../" in prefix or "/./" in prefix:
         _fail(index, "prefix", f"must be a URL path like /blog (got {app.get('prefix')!r})")
     healthcheck = _healthcheck(index, app.get("healthcheck", {}), domains)
     pre_activate = app.get("pre_activate", [])
@@ -358,15 +547,26 @@ def _app(index, app, layout=None, host=None):
         _fail(index, "tls.acme", "must be true (a certificate from nginx_acme_directory) or false, "
               f"and not given with a certificate of your own (got acme={tls['acme']!r} with keys {sorted(tls)})")
     generated = app.get("generated_secrets", ["SECRET_KEY"])
-    if not isinstance(generated, list) or not all(isinstance(n, str) and ENV_NAME_RE.match(n) for n in generated):
+    if not isinstance(generated, list) or not all(isinstance(n, str) and ENV_NAME_RE.fullmatch(n) for n in generated):
         _fail(index, "generated_secrets", f"must be a list of environment variable names (got {generated!r})")
     access = app.get("access", [])
     problems = _check_problems(access, f"webstack_apps[{index}].access", "/", None)
     if problems:
         raise AnsibleFilterError(problems[0])
-    root = app.get("root", f"/srv/{name}")
-    if not isinstance(root, str) or not root.startswith("/") or not PATH_PART_RE.match(root) or ".." in root.split("/"):
-        _fail(index, "root", f"must be an absolute path of letters, digits and . _ @ + - / (got {root!r})")
+    root = app.get("root", f"{APPS_BASE}/{name}")
+    problem = root_problem(root)
+    if problem:
+        _fail(index, "root", problem)
+    requirements_file = app.get("requirements_file", "requirements.txt")
+    if not isinstance(requirements_file, str) or (requirements_file and (
+            not PATH_PART_RE.fullmatch(requirements_file) or requirements_file.startswith("/")
+            or any(part in ("", ".", "..") for part in requirements_file.split("/")))):
+        _fail(index, "requirements_file", f"must be a file inside the app source, as a relative path, or empty "
+              f"(got {requirements_file!r})")
+    pip_packages = app.get("pip_packages", [])
+    problem = pip_packages_problem(pip_packages)
+    if problem:
+        _fail(index, "pip_packages", problem)
     normalized = dict(app)
     normalized.update(
         server=server,
@@ -379,9 +579,12 @@ def _app(index, app, layout=None, host=None):
         secret_env=app.get("secret_env", {}),
         **{role: app.get(role, {}) for role in SERVER_ROLES},
         root=root,
-        requirements_file=app.get("requirements_file", "requirements.txt"),
-        pip_packages=app.get("pip_packages", []),
+        requirements_file=requirements_file,
+        pip_packages=pip_packages,
         listen=listen,
+        # On split tiers the app listens on its private address, which the firewall role opens
+        # to the web hosts only.
+        listen_exposed=app.get("listen_exposed", False) or split,
         port=port,
         upstream_servers=servers,
         # nginx serves static files from the live release only where the release is: its own host.
@@ -412,10 +615,13 @@ def _database(index, given, name, layout, host):
     default = name.replace("-", "_")
     database = {"name": default, "user": default, "extensions": [], **given}
     for field in ("name", "user"):
-        if not isinstance(database[field], str) or not DB_NAME_RE.match(database[field]):
+        if not isinstance(database[field], str) or not DB_NAME_RE.fullmatch(database[field]):
             _fail(index, f"database.{field}", f"must be lowercase letters, digits and _ (got {database[field]!r})")
+        if database[field] in RESERVED_DB_NAMES or database[field].startswith("pg_"):
+            _fail(index, f"database.{field}", f"{database[field]!r} is PostgreSQL's own (postgres, template0, "
+                  "template1, public and pg_* are never an app's)")
     extensions = database["extensions"]
-    if not isinstance(extensions, list) or not all(isinstance(e, str) and re.match(r"^[a-z_][a-z0-9_-]*$", e) for e in extensions):
+    if not isinstance(extensions, list) or not all(isinstance(e, str) and re.fullmatch(r"[a-z_][a-z0-9_-]*", e) for e in extensions):
         _fail(index, "database.extensions", f"must be a list of extension names (got {extensions!r})")
     if "password" in database and (not isinstance(database["password"], str) or not database["password"]):
         _fail(index, "database.password", "must be a non-empty string (from Ansible Vault), or left out to generate one")
@@ -472,7 +678,7 @@ def webstack_layout(groups, hostvars=None):
         for host in dict.fromkeys(web + app + db):
             values = hostvars[host] if hostvars is not None else {}
             address = values.get("webstack_private_address") or (values.get("ansible_default_ipv4") or {}).get("address")
-            if not address or not isinstance(address, str) or not re.match(r"^[0-9A-Fa-f.:]+$", address):
+            if not address or not isinstance(address, str) or not re.fullmatch(r"[0-9A-Fa-f.:]+", address):
                 raise AnsibleFilterError(
                     f"webstack: no private address for host {host} (got {address!r}): set "
                     "webstack_private_address for it, or gather its facts (ansible_default_ipv4)")
@@ -505,7 +711,40 @@ def webstack_apps(apps, layout=None, host=None):
     if taken:
         raise AnsibleFilterError(f"webstack_apps: each app needs its own port on the app hosts, repeated: "
                                  f"{', '.join(map(str, taken))}")
+    _check_apart(normalized)
     return normalized
+
+
+def _check_apart(apps):
+    """What one app must not share with another: its directory (nor one inside the other's),
+    its database and login role (absent apps keep theirs), and, on the same host names, a URL
+    prefix inside another app's prefix or inside a location another app guards with an access
+    check (that app would get the other's guarded requests and cookies)."""
+    for index, app in enumerate(apps):
+        for other_index, other in enumerate(apps[:index]):
+            here = f"webstack_apps[{other_index}] ({other['name']})"
+            if app["root"] == other["root"] or app["root"].startswith(other["root"] + "/") \
+                    or other["root"].startswith(app["root"] + "/"):
+                _fail(index, "root", f"{app['root']} is, or is inside, or holds the directory of {here}: "
+                      "each app has a directory of its own")
+            for field in ("name", "user"):
+                mine, theirs = (app["database"] or {}).get(field), (other["database"] or {}).get(field)
+                if mine and mine == theirs:
+                    _fail(index, f"database.{field}", f"{mine!r} is already the database {field} of {here}: "
+                          "each app has a database and login role of its own")
+        if app["state"] != "present":
+            continue
+        for other in apps:
+            if other is app or other["state"] != "present" or not set(app["domains"]) & set(other["domains"]):
+                continue
+            if "/" != other["prefix"] != app["prefix"] and app["prefix"].startswith(other["prefix"]):
+                _fail(index, "prefix", f"{app['prefix']} is inside {other['name']}'s prefix {other['prefix']} on the "
+                      "same domains: mount the apps side by side (/a/ and /b/), or one at /")
+            base = other["prefix"].rstrip("/")
+            for check in other["access"]:
+                if app["prefix"].startswith(base + check["location"]):
+                    _fail(index, "prefix", f"{app['prefix']} is inside {base + check['location']}, which "
+                          f"{other['name']} guards with an access check: {app['name']} would get its requests")
 
 
 def webstack_python_app_vars(app, secret_env=None, **extra):
@@ -521,6 +760,41 @@ def webstack_python_app_vars(app, secret_env=None, **extra):
     result.update({f"{role}_overrides": app[role] for role in SERVER_ROLES})
     result.update({f"python_app_{key}": value for key, value in extra.items()})
     return result
+
+
+def webstack_python_app_problems(given):
+    """The python_app role's own check of its variables, by the same rules as
+    :func:`webstack_apps`: ``given`` maps python_app_<key>, python_app_healthcheck_<key> and
+    <role>_overrides to their values. A list with the first problem, naming the role's variable
+    (never a value of python_app_secret_env), or empty."""
+    app = {key: given[f"python_app_{key}"] for key in PYTHON_APP_KEYS if f"python_app_{key}" in given}
+    app["healthcheck"] = {key: given[f"python_app_healthcheck_{key}"] for key in HEALTHCHECK_KEYS
+                          if f"python_app_healthcheck_{key}" in given}
+    app.update({role: given[f"{role}_overrides"] for role in SERVER_ROLES if f"{role}_overrides" in given})
+    if app.get("server") == "":
+        app.pop("server")  # no server: the user brings their own unit
+    # The role is not given the app's domains: its health check names its own host.
+    app["domains"] = [app["healthcheck"].get("host") or "localhost"]
+    try:
+        _app(0, app)
+    except AnsibleFilterError as error:
+        field, _, message = str(error).partition(": ")
+        field = field.replace("webstack_apps[0].", "", 1)
+        top, _, rest = field.partition(".")
+        if top == "healthcheck" and rest:
+            variable = f"python_app_healthcheck_{rest}"
+        elif top in SERVER_ROLES:
+            variable = f"{top}_overrides"
+        else:
+            variable = f"python_app_{top}" + (f".{rest}" if rest else "")
+        return [f"{variable}: {message}"]
+    for field in ("user", "group"):
+        account = given.get(f"python_app_{field}", app.get("name"))
+        if not isinstance(account, str) or not NAME_RE.fullmatch(account) or account in RESERVED_NAMES \
+                or account.startswith(RESERVED_PREFIXES):
+            return [f"python_app_{field}: must be an account of the app's own, lowercase letters, digits, - or _, "
+                    f"and not a reserved name (got {account!r})"]
+    return []
 
 
 def webstack_lead_hosts(hosts, hostvars):
@@ -793,7 +1067,7 @@ def _check_problems(checks, where, prefix, app_names):
             problems.append(f"{here}: must be a dict of {', '.join(sorted(ACCESS_KEYS))}")
             continue
         location = check.get("location")
-        if not isinstance(location, str) or not URL_LOCATION_RE.match(location) \
+        if not isinstance(location, str) or not URL_LOCATION_RE.fullmatch(location) \
                 or not location.startswith(prefix) or location == prefix:
             problems.append(f"{here}.location: must be a URL path below {prefix} (got {location!r})")
         if ("lua" in check) == ("auth_request" in check):
@@ -804,7 +1078,7 @@ def _check_problems(checks, where, prefix, app_names):
         lua = check.get("lua")
         if isinstance(lua, dict):
             header = lua.get("header", "X-Access-Token")
-            if not isinstance(header, str) or not HEADER_RE.match(header):
+            if not isinstance(header, str) or not HEADER_RE.fullmatch(header):
                 problems.append(f"{here}.lua.header: must be a header name: letters, digits and - (got {header!r})")
             tokens = lua.get("tokens")
             if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) and t for t in tokens):
@@ -812,7 +1086,7 @@ def _check_problems(checks, where, prefix, app_names):
         auth = check.get("auth_request")
         if isinstance(auth, dict):
             path = auth.get("path")
-            if not isinstance(path, str) or not URL_LOCATION_RE.match(path):
+            if not isinstance(path, str) or not URL_LOCATION_RE.fullmatch(path):
                 problems.append(f"{here}.auth_request.path: must be a URL path (got {path!r})")
             if "app" in auth and app_names is not None and auth["app"] not in app_names:
                 problems.append(f"{here}.auth_request.app: must be one of {', '.join(app_names)} (got {auth['app']!r})")
@@ -840,6 +1114,7 @@ class FilterModule:
             "webstack_unused_server_packages": webstack_unused_server_packages,
             "webstack_unavailable_servers": webstack_unavailable_servers,
             "webstack_python_app_vars": webstack_python_app_vars,
+            "webstack_python_app_problems": webstack_python_app_problems,
             "webstack_lead_hosts": webstack_lead_hosts,
             "webstack_batch_apps": webstack_batch_apps,
             "nginx_features": nginx_features,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """One GET to an app server in its own protocol (HTTP, uwsgi, FastCGI or SCGI), the way nginx
-would send it. Prints the status; exits 0 when it is the expected one, 1 when it is another, 2
-when no answer came. Standard library only: it runs with the host's python3.
+would send it. Prints the status; exits 0 when it is the expected one (with --expect 0, any
+status below 500: the app is alive and answered), 1 when it is another, 2 when no answer came. Standard library only: it runs with the host's python3.
 
     webstack_probe.py --protocol fastcgi --address /run/app.sock --host example.com --path /healthz
 """
@@ -133,7 +133,7 @@ def main(argv=None):
     parser.add_argument("--address", required=True, help="unix socket path or host:port")
     parser.add_argument("--host", default="localhost", help="the Host the app is asked for")
     parser.add_argument("--path", default="/healthz")
-    parser.add_argument("--expect", type=int, default=200)
+    parser.add_argument("--expect", type=int, default=0, help="the status wanted; 0: any below 500")
     parser.add_argument("--timeout", type=float, default=10)
     parser.add_argument("--script", default="", help="SCRIPT_FILENAME, for a CGI runner such as fcgiwrap")
     args = parser.parse_args(argv)
@@ -142,8 +142,9 @@ def main(argv=None):
     except OSError as error:
         print(f"no answer from {args.address} ({args.protocol}): {error}")
         return 2
-    print(f"{args.protocol} {args.address} {args.path} (Host {args.host}): status {status}")
-    return 0 if status == args.expect else 1
+    wanted = f"status {args.expect}" if args.expect else "a status below 500"
+    print(f"{args.protocol} {args.address} {args.path} (Host {args.host}): status {status}, wanted {wanted}")
+    return 0 if status == args.expect or (not args.expect and status < 500) else 1
 
 
 if __name__ == "__main__":
