@@ -199,3 +199,26 @@ def test_the_default_gate_takes_any_answer_below_500_and_a_status_can_be_demande
     assert webstack.webstack_apps([app()])[0]["healthcheck"]["status"] == 0
     assert webstack.webstack_apps([app(healthcheck={"status": 200})])[0]["healthcheck"]["status"] == 200
     refused([app(healthcheck={"status": 600})], r"healthcheck\.status: must be a whole number from 100 to 599 \(or 0")
+
+
+def test_the_sites_nginx_loops_over_hold_no_secret_and_render_the_same_digests():
+    import hashlib
+    import json
+
+    key = "-----BEGIN PRIVATE KEY-----\nMIIsecretkeymaterial\n-----END PRIVATE KEY-----\n"
+    sites = [{"name": "shop", "server_names": ["shop.test"], "tls": {"key_content": key, "certificate_content": "-----BEGIN C"},
+              "access": [{"location": "/admin/", "lua": {"header": "X-Key", "tokens": ["tok-one", "tok-two", "tok-one"]}}],
+              "mounts": [{"name": "api", "prefix": "/api/",
+                          "access": [{"location": "/api/x/", "lua": {"tokens": ["tok-three"]}}]}]}]
+    public = webstack.nginx_public_sites(sites)
+    text = json.dumps(public)
+    for secret in ("MIIsecretkeymaterial", "tok-one", "tok-two", "tok-three"):
+        assert secret not in text
+    assert public[0]["access"][0]["lua"] == {"header": "X-Key", "token_digests": sorted(
+        {hashlib.sha1(t.encode()).hexdigest() for t in ("tok-one", "tok-two")})}
+    assert public[0]["mounts"][0]["access"][0]["lua"]["token_digests"] == [hashlib.sha1(b"tok-three").hexdigest()]
+    assert public[0]["tls"]["key_content"].startswith("-----BEGIN") and public[0]["tls"]["certificate_content"] == "-----BEGIN C"
+    assert sites[0]["tls"]["key_content"] == key, "the given sites are left as they are"
+    # What the checks must still refuse stays refusable: a key that is not PEM, an empty token.
+    bad = webstack.nginx_public_sites([{"name": "x", "tls": {"key_content": "oops"}, "access": [{"lua": {"tokens": [""]}}]}])
+    assert bad[0]["tls"]["key_content"] == "(not PEM text)" and bad[0]["access"][0]["lua"] == {"tokens": [""]}

@@ -118,6 +118,7 @@ def test_filters_are_registered():
         "webstack_database_url", "webstack_firewall_rules", "webstack_python_app_vars", "nginx_features",
         "nginx_subject_alt_names", "nginx_access_problems", "nginx_certificate_path", "webstack_lead_hosts",
         "webstack_batch_apps", "webstack_file_differs", "webstack_found", "webstack_python_app_problems",
+        "nginx_public_sites",
     }
 
 

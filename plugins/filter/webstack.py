@@ -757,6 +757,8 @@ def webstack_python_app_vars(app, secret_env=None, **extra):
     result = {f"python_app_{key}": app[key] for key in PYTHON_APP_KEYS}
     result["python_app_secret_env"] = {**app["secret_env"], **(secret_env or {})}
     result.update({f"python_app_healthcheck_{key}": value for key, value in app["healthcheck"].items()})
+    # The release's only world-readable part: what nginx serves from it, on its own host.
+    result["python_app_static_dirs"] = [item["dir"].strip("/") for item in app["static"]] if app["static_by_nginx"] else []
     result.update({f"{role}_overrides": app[role] for role in SERVER_ROLES})
     result.update({f"python_app_{key}": value for key, value in extra.items()})
     return result
@@ -773,6 +775,10 @@ def webstack_python_app_problems(given):
     app.update({role: given[f"{role}_overrides"] for role in SERVER_ROLES if f"{role}_overrides" in given})
     if app.get("server") == "":
         app.pop("server")  # no server: the user brings their own unit
+    if given.get("python_app_static_dirs"):
+        if not isinstance(given["python_app_static_dirs"], list):
+            return ["python_app_static_dirs: must be a list of directories inside the app source"]
+        app["static"] = [{"url": "/static/", "dir": directory} for directory in given["python_app_static_dirs"]]
     # The role is not given the app's domains: its health check names its own host.
     app["domains"] = [app["healthcheck"].get("host") or "localhost"]
     try:
@@ -785,6 +791,8 @@ def webstack_python_app_problems(given):
             variable = f"python_app_healthcheck_{rest}"
         elif top in SERVER_ROLES:
             variable = f"{top}_overrides"
+        elif top == "static":
+            variable, message = "python_app_static_dirs", message.replace("url and dir", "directories")
         else:
             variable = f"python_app_{top}" + (f".{rest}" if rest else "")
         return [f"{variable}: {message}"]
@@ -1093,6 +1101,44 @@ def _check_problems(checks, where, prefix, app_names):
     return problems
 
 
+PEM_RE = re.compile(r"\s*-----BEGIN")
+
+
+def nginx_public_sites(sites):
+    """nginx_sites with no secret left in them, for the nginx role's loops: Ansible shows each
+    loop item at -v, whatever its label. Each Lua check's tokens become their SHA-1 digests
+    (token_digests, all the site's config holds; tokens that are not non-empty strings stay, so
+    the check still refuses them), and a given private key (tls.key_content) a placeholder that
+    says whether it is PEM text. The role writes the key from nginx_sites itself, with no_log."""
+    def lua(check):
+        tokens = check.get("tokens")
+        if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
+            return check
+        public = {key: value for key, value in check.items() if key != "tokens"}
+        public["token_digests"] = sorted({hashlib.sha1(token.encode()).hexdigest() for token in tokens})
+        return public
+
+    def mount(entry):
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("access"), list):
+            return entry
+        access = [{**check, "lua": lua(check["lua"])} if isinstance(check, Mapping) and isinstance(check.get("lua"), Mapping)
+                  else check for check in entry["access"]]
+        return {**entry, "access": access}
+
+    public = []
+    for site in sites if isinstance(sites, list) else []:
+        site = mount(site)
+        if isinstance(site, Mapping) and isinstance(site.get("mounts"), list):
+            site = {**site, "mounts": [mount(entry) for entry in site["mounts"]]}
+        tls = site.get("tls") if isinstance(site, Mapping) else None
+        if isinstance(tls, Mapping) and "key_content" in tls:
+            given = tls["key_content"]
+            pem = isinstance(given, str) and PEM_RE.match(given)
+            site = {**site, "tls": {**tls, "key_content": "-----BEGIN (a PEM key, hidden)" if pem else "(not PEM text)"}}
+        public.append(site)
+    return public
+
+
 def nginx_access_problems(mounts):
     """The problems of every access check of the nginx role's mounts (each site's own app and its
     mounts), for an assert: an empty list when all are well."""
@@ -1121,6 +1167,7 @@ class FilterModule:
             "nginx_subject_alt_names": nginx_subject_alt_names,
             "nginx_certificate_path": nginx_certificate_path,
             "nginx_access_problems": nginx_access_problems,
+            "nginx_public_sites": nginx_public_sites,
             "webstack_layout": webstack_layout,
             "webstack_databases": webstack_databases,
             "webstack_database_url": webstack_database_url,
