@@ -6,6 +6,9 @@ import pwd
 import subprocess
 from types import SimpleNamespace
 
+import pytest
+import yaml
+
 from webstack_testlib import ROOT
 
 SPEC = importlib.util.spec_from_file_location("webstack_claim", ROOT / "plugins/modules/webstack_claim.py")
@@ -141,3 +144,17 @@ def test_the_real_accounts_of_this_machine_are_never_an_apps(tmp_path):
         pwd.getpwnam(name)
         result = claim.check_app({"name": name, "root": f"/srv/{name}", "units": []}, str(tmp_path / "units"))
         assert any(f"the account {name} exists" in p for p in result["problems"]), name
+
+
+def test_the_default_units_are_an_apps_own():
+    assert claim.app_units("hello") == UNITS
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "plugins/modules").glob("*.py")), ids=lambda p: p.name)
+def test_every_module_documents_itself_in_yaml_that_parses(path):
+    spec = importlib.util.spec_from_file_location(f"doc_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    doc = yaml.safe_load(module.DOCUMENTATION)
+    assert doc["module"] == path.stem and doc["short_description"]
+    assert yaml.safe_load(module.EXAMPLES) and yaml.safe_load(module.RETURN)

@@ -26,8 +26,8 @@ options:
   apps:
     description:
       - The apps to check, each a dict of C(name), C(user), C(group) (both default to the name), C(root)
-        and C(units): unit file names, by default an app's own, C(<name>.service), C(.socket),
-        C(-handover@.service) and C(.timer).
+        and C(units) (unit file names; by default an app's own, C(<name>.service), C(.socket),
+        C(-handover@.service) and C(.timer)).
       - With C(accounts) false, only the units are checked (systemd_unit's own check), and C(root)
         (may be empty) only recognises units written before the mark.
     type: list

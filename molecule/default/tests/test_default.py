@@ -241,3 +241,60 @@ def test_restart_under_load_fails_no_request(host):
     result = load_during(host, "localhost", f"systemctl restart {APP}.service")
     assert result["ok"] > 20
     assert result["failed"] == 0, result
+
+
+def test_a_release_is_readable_by_its_app_and_only_its_static_files_by_others(host):
+    """The app's user reads its code and venv through its group; www-data (nginx) reads the
+    static files and nothing else of the release, not even its bytecode; nobody else reads the
+    env file."""
+    release = release_dir(host)
+    assert host.file(release).group == APP and host.file(release).mode == 0o751
+    assert host.file(f"{release}/src").group == APP
+    for path in (f"{release}/src/hello/__init__.py", f"{release}/src/hello/__pycache__",
+                 f"{release}/webstack_wsgi.py", f"{release}/venv/bin/python", f"/srv/{APP}/shared/env"):
+        denied = host.run("runuser -u www-data -- cat %s", path if not path.endswith("__pycache__")
+                          else host.run("ls %s/*.pyc", path).stdout.split()[0])
+        assert denied.rc != 0 and "Permission denied" in denied.stderr, path
+    assert host.run("runuser -u www-data -- cat %s/src/hello/static/style.css", release).rc == 0
+    assert host.run("runuser -u %s -- cat %s/src/hello/__init__.py", APP, release).rc == 0
+    assert host.run("runuser -u nobody -- cat %s/src/hello/static/style.css", release).rc == 0, "static is public"
+    # The venv was built by the app's user and handed to root; nothing in the release is the app's.
+    assert host.run("find %s ! -user root", release).stdout == ""
+
+
+def test_names_the_roles_did_not_make_are_refused_before_anything_changes(host):
+    """An app named after a person's account, one whose directory exists without the roles'
+    mark, and one named after a unit written by hand: site's app tier refuses all three, naming
+    each, and changes nothing on either host."""
+    if host.backend.get_hostname() != HOSTS[0]:
+        pytest.skip("runs once, against every host")
+    hosts = [scenario_host(name) for name in HOSTS]
+    for each in hosts:
+        each.run("useradd --create-home --shell /bin/bash --comment Alice alice")
+        each.run("mkdir -p /srv/ledger/data && echo keep > /srv/ledger/data/books")
+        each.run("printf '[Service]\\nExecStart=/bin/true\\n' > /etc/systemd/system/intruder.service")
+    project = os.environ["MOLECULE_PROJECT_DIRECTORY"]
+    apps = [{"name": name, "source": f"{project}/apps/hello", "wsgi_app": "hello:create_app()",
+             "domains": [f"{name}.test"]} for name in ("alice", "ledger", "intruder")]
+    try:
+        before = [each.run("getent passwd alice; stat -c %a:%U:%G /srv/ledger; ls /srv; cat "
+                           "/etc/systemd/system/intruder.service").stdout for each in hosts]
+        result = run_playbook("playbooks/app.yml", {"webstack_apps": apps})
+        assert result.returncode != 0
+        output = " ".join(result.stdout.split())  # the result's lines are folded
+        for problem in ("the account alice exists and was not made by pyops.webstack",
+                        "/srv/ledger exists and was not made by pyops.webstack",
+                        "the unit /etc/systemd/system/intruder.service exists and was not made by pyops.webstack"):
+            assert problem in output, result.stdout[-3000:]
+        assert re.search(r"changed=0\b", result.stdout) and not re.search(r"changed=[1-9]", result.stdout)
+        after = [each.run("getent passwd alice; stat -c %a:%U:%G /srv/ledger; ls /srv; cat "
+                          "/etc/systemd/system/intruder.service").stdout for each in hosts]
+        assert after == before
+        # Set absent, they are left alone: only what carries the roles' marks is removed.
+        gone = run_playbook("playbooks/app.yml", {"webstack_apps": [{**app, "state": "absent"} for app in apps[:2]]})
+        assert gone.returncode == 0, gone.stdout[-3000:]
+        for each in hosts:
+            assert each.user("alice").exists and each.file("/srv/ledger/data/books").exists
+    finally:
+        for each in hosts:
+            each.run("userdel -r alice; rm -rf /srv/ledger /etc/systemd/system/intruder.service")

@@ -406,3 +406,31 @@ def test_every_app_host_runs_with_the_same_generated_secret_key(web):
         pid = other(name).check_output("systemctl show --property=MainPID --value hello.service")
         environ = other(name).check_output("tr '\\0' '\\n' < /proc/%s/environ", pid)
         assert f"SECRET_KEY={kept[0]}" in environ.splitlines()
+
+
+def test_a_login_role_the_roles_did_not_make_is_never_an_apps(web, tmp_path):
+    """The roles mark the login roles they make; a role made by hand (or postgres) named as an
+    app's database user is refused before anything changes, and keeps its password and rights."""
+    db = other(DB)
+    comment = db.check_output("runuser -u postgres -- psql -tAc \"SELECT shobj_description(oid, 'pg_authid') "
+                              "FROM pg_roles WHERE rolname = 'hello'\"")
+    assert comment == "pyops.webstack"
+    db.check_output("runuser -u postgres -- psql -c \"CREATE ROLE intruder LOGIN PASSWORD 'kept'\"")
+    try:
+        apps = scenario_apps(PROJECT / "apps" / "hello") + [
+            {"name": "ledger", "source": str(PROJECT / "apps" / "hello"), "wsgi_app": "hello:create_app()",
+             "domains": ["ledger.test"], "port": 8002, "database": {"user": "intruder"}}]
+        extra = tmp_path / "apps.json"
+        extra.write_text(json.dumps({"webstack_apps": apps}))
+        env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+        result = subprocess.run(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+                                 str(PROJECT / "site.yml"), "-e", f"@{extra}", "-e", f"webstack_project_dir={PROJECT}"],
+                                capture_output=True, text=True, env=env, cwd=PROJECT)
+        output = " ".join(result.stdout.split())
+        assert result.returncode != 0
+        assert "the login role intruder exists and was not made by pyops.webstack" in output, result.stdout[-3000:]
+        assert not re.search(r"changed=[1-9]", result.stdout), "refused before anything changed"
+        assert db.check_output("runuser -u postgres -- psql -tAc \"SELECT count(*) FROM pg_database "
+                               "WHERE datname = 'ledger'\"") == "0"
+    finally:
+        db.run("runuser -u postgres -- psql -c 'DROP ROLE IF EXISTS intruder'")
