@@ -72,7 +72,8 @@ def test_each_server_has_a_role_built_on_app_server(server):
 @pytest.mark.parametrize("server", list(webstack.SERVERS))
 def test_each_server_is_in_the_readmes(server):
     readme = (ROOT / "README.md").read_text()
-    assert re.search(rf"^\| `{server}` \| `\w+_pass`", readme, re.M), "the project README's server table"
+    servers = (ROOT / "docs/servers.md").read_text()
+    assert re.search(rf"^\| `{server}` \| `\w+_pass`", servers, re.M), "the server table of docs/servers.md"
     assert re.search(rf"server: gunicorn\s+# .*\b{server}\b", readme), "the webstack_apps example's comment"
     assert f"`{server}`" in (ROLES / "python_app/README.md").read_text(), "python_app_server's values"
 
