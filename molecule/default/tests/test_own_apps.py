@@ -34,7 +34,7 @@ def _self_signed(name):
 
 
 def test_own_apps_without_a_health_route_deploy_and_no_secret_reaches_verbose_output(host):
-    """An ordinary Flask app and a Django project, neither
+    """An ordinary Flask app (with a local package, built in place) and a Django project, neither
     with a health route, pass their first deploy (the default gate takes any answer below 500)
     and answer through nginx; beside them the sample app gets a secret of every kind (a
     secret_env value, a Lua access token, its TLS key as text), and site.yml and deploy.yml at
@@ -66,6 +66,13 @@ def test_own_apps_without_a_health_route_deploy_and_no_secret_reaches_verbose_ou
             assert shown not in output, f"{playbook} -vvv printed a secret"
     for name in HOSTS:
         each = scenario_host(name)
+        # Its local package built in place, as the app's user, in a sandbox that kept it out of
+        # /etc, /srv and /root.
+        release = each.file("/srv/plain-flask/current").linked_to
+        built_by = each.check_output("%s/venv/bin/python -c 'from localdep.built_by import UID; print(UID)'", release)
+        assert built_by == str(each.user("plain-flask").uid)
+        for probe in ("/etc", "/srv", "/root"):
+            assert not each.file(f"{probe}/webstack-build-probe").exists
         assert http(each, "/", host_header="flask.test")["body"] == "plain flask\n"
         assert http(each, "/", host_header="django.test")["body"] == "plain django\n"
         assert process_env(each, APP)["HELLO_API_SECRET"] == secret, "the secret reached the app"

@@ -1,0 +1,1 @@
+"""A local package of the plain Flask app."""
