@@ -66,9 +66,12 @@ rollback: setup
 demo-down: setup
 	ansible-playbook -i $(INVENTORY) playbooks/sandbox.yml -e webstack_sandbox_state=absent
 
+# ansible-test sanity (tools/sanity.sh) is the check Galaxy and Automation Hub run on the built
+# collection; pslint alone is skipped (it needs PowerShell).
 lint: setup
 	yamllint --strict .
 	ansible-lint
+	tools/sanity.sh
 
 unit: setup fcgi-tools
 	pytest

@@ -113,7 +113,7 @@ def test_not_a_list_is_refused():
 def test_filters_are_registered():
     assert set(webstack.FilterModule().filters()) == {
         "webstack_apps", "webstack_nginx_sites", "webstack_bad_server_names", "systemd_env_value",
-        "webstack_select_apps", "webstack_unused_server_packages", "webstack_source_problem", "webstack_layout",
+        "webstack_select_apps", "webstack_unused_server_packages", "webstack_layout",
         "webstack_databases", "webstack_unavailable_servers",
         "webstack_database_url", "webstack_firewall_rules", "webstack_python_app_vars", "nginx_features",
         "nginx_subject_alt_names", "nginx_access_problems", "nginx_certificate_path", "webstack_lead_hosts",
@@ -800,3 +800,23 @@ def test_file_differs_with_no_content_asks_for_a_directory():
     assert webstack.file_differs([directory], "/srv/a", None, "0750")
     assert webstack.file_differs([{**directory, "isdir": False}], "/srv/a", None, "0750", group="a")
     assert webstack.file_differs([], "/srv/a", None, "0750", group="a")
+
+
+def test_each_public_filter_has_its_own_documentation():
+    """ansible-doc -t filter pyops.webstack.<name> reads plugins/filter/<name>.yml: one per filter,
+    each with its own short description, options that the function takes."""
+    import inspect
+
+    import yaml
+
+    directory = pathlib.Path(__file__).resolve().parents[1] / "plugins/filter"
+    filters = webstack.FilterModule().filters()
+    assert {path.stem for path in directory.glob("*.yml")} == set(filters)
+    shorts = []
+    for name, function in filters.items():
+        doc = yaml.safe_load((directory / f"{name}.yml").read_text())["DOCUMENTATION"]
+        assert doc["name"] == name
+        shorts.append(doc["short_description"])
+        parameters = list(inspect.signature(function).parameters)
+        assert set(doc["options"]) - {"_input"} <= set(parameters[1:]), name
+    assert len(set(shorts)) == len(shorts)

@@ -12,27 +12,7 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
-DOCUMENTATION = """
-name: webstack_apps
-short_description: Normalise and check webstack_apps, deriving each app's listen address
-description:
-  - Fills defaults, rejects unknown keys and bad values with a message naming the field, and
-    derives C(protocol), C(listen) and C(root) for each app.
-positional: _input, layout, host
-options:
-  _input:
-    description: The webstack_apps list.
-    type: list
-    required: true
-  layout:
-    description: >-
-      Where the tiers are, from the webstack_layout filter (C(groups | pyops.webstack.webstack_layout(hostvars))).
-      Left out, nginx and the app share a host.
-    type: dict
-  host:
-    description: The inventory name of the host the result is for (its C(listen) on split tiers).
-    type: str
-"""
+# Each filter's documentation is its own file beside this one (plugins/filter/<name>.yml).
 
 # server -> the protocol nginx speaks to it
 SERVERS = {
@@ -152,27 +132,6 @@ SERVER_SETTINGS = {
 }
 
 
-def server_settings_problem(role, settings):
-    """What is wrong with one server's dict of an app ("" when nothing is), naming the key."""
-    if not isinstance(settings, Mapping):
-        return "must be a dict"
-    allowed = SERVER_SETTINGS[role]
-    for key, value in settings.items():
-        rule = allowed.get(key)
-        if rule is None:
-            return f"unknown key {key!r} (known: {', '.join(allowed)})"
-        if rule is bool:
-            good, wanted = isinstance(value, bool), "true or false"
-        elif isinstance(rule, re.Pattern):
-            good, wanted = isinstance(value, str) and rule.fullmatch(value), f"a string matching {rule.pattern}"
-        elif isinstance(rule[0], str):
-            good, wanted = value in rule, f"one of {', '.join(rule)}"
-        else:
-            good = isinstance(value, int) and not isinstance(value, bool) and rule[0] <= value <= rule[1]
-            wanted = f"a whole number from {rule[0]} to {rule[1]}"
-        if not good:
-            return f"{key} must be {wanted} (got {value!r})"
-    return ""
 # A URL prefix an app is mounted under: "/" (the site root) or "/seg/.../".
 PREFIX_RE = re.compile(r"^/([A-Za-z0-9._~-]+/)*$")
 # A host name nginx may get as a server_name: labels of letters, digits, - and _, dot-separated,
@@ -197,6 +156,29 @@ KEEPALIVE_PROTOCOLS = {"http", "fastcgi"}
 # in the backlog for seconds (wrk timeouts); without fastcgi_keep_conn the app closes each
 # connection, so its TIME_WAIT is on the app's side and nginx's ports stay free (0 errors).
 DEFAULT_KEEPALIVE = {"http": 64}
+
+
+def server_settings_problem(role, settings):
+    """What is wrong with one server's dict of an app ("" when nothing is), naming the key."""
+    if not isinstance(settings, Mapping):
+        return "must be a dict"
+    allowed = SERVER_SETTINGS[role]
+    for key, value in settings.items():
+        rule = allowed.get(key)
+        if rule is None:
+            return f"unknown key {key!r} (known: {', '.join(allowed)})"
+        if rule is bool:
+            good, wanted = isinstance(value, bool), "true or false"
+        elif isinstance(rule, re.Pattern):
+            good, wanted = isinstance(value, str) and rule.fullmatch(value), f"a string matching {rule.pattern}"
+        elif isinstance(rule[0], str):
+            good, wanted = value in rule, f"one of {', '.join(rule)}"
+        else:
+            good = isinstance(value, int) and not isinstance(value, bool) and rule[0] <= value <= rule[1]
+            wanted = f"a whole number from {rule[0]} to {rule[1]}"
+        if not good:
+            return f"{key} must be {wanted} (got {value!r})"
+    return ""
 
 
 def bad_server_names(names, allow_regex=False):
@@ -784,9 +766,9 @@ def webstack_python_app_problems(given):
     try:
         _app(0, app)
     except AnsibleFilterError as error:
-        field, _, message = str(error).partition(": ")
+        field, message = (str(error).split(": ", 1) + [""])[:2]
         field = field.replace("webstack_apps[0].", "", 1)
-        top, _, rest = field.partition(".")
+        top, rest = (field.split(".", 1) + [""])[:2]
         if top == "healthcheck" and rest:
             variable = f"python_app_healthcheck_{rest}"
         elif top in SERVER_ROLES:
@@ -995,7 +977,7 @@ def webstack_nginx_sites(apps, layout=None, down=None):
         down_servers = {_host_port(layout["addresses"][h], app["port"]) for h in down for app in apps if app["port"]}
     sites = []
     for group in _server_groups(apps):
-        members = sorted((app for _, app in group), key=lambda app: (app["prefix"] != "/", app["name"]))
+        members = sorted((pair[1] for pair in group), key=lambda app: (app["prefix"] != "/", app["name"]))
         owner, others = members[0], members[1:]
         site = {"name": owner["name"], "state": "present", "server_names": owner["domains"],
                 "server_names_regex": owner["domains_regex"]}
@@ -1172,7 +1154,6 @@ class FilterModule:
             "webstack_databases": webstack_databases,
             "webstack_database_url": webstack_database_url,
             "webstack_firewall_rules": webstack_firewall_rules,
-            "webstack_source_problem": source_problem,
             "systemd_env_value": systemd_env_value,
             "webstack_file_differs": file_differs,
             "webstack_found": found,

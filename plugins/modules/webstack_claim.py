@@ -1,13 +1,6 @@
 #!/usr/bin/python
 """Tell which of an app's account, group, directory and units the roles made, and refuse the rest."""
 
-import grp
-import os
-import pwd
-import subprocess
-
-from ansible.module_utils.basic import AnsibleModule
-
 DOCUMENTATION = r"""
 module: webstack_claim
 short_description: Check that an app's names on a host are the roles' own before anything changes
@@ -41,7 +34,7 @@ options:
     description: Fail, naming every problem, when any app has one (false only reports them).
     type: bool
     default: true
-author: webstack
+author: webstack developers (@pyops)
 """
 
 EXAMPLES = r"""
@@ -66,6 +59,12 @@ problems:
   type: list
   returned: always
 """
+
+import grp
+import os
+import pwd
+import subprocess
+from ansible.module_utils.basic import AnsibleModule
 
 USER_MARK = "pyops.webstack app {name}"
 UNIT_MARK = "# pyops.webstack.systemd_unit: {name}"

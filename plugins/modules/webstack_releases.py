@@ -1,12 +1,6 @@
 #!/usr/bin/python
 """List an app's releases in build order, name the one to roll back to, and prune old ones."""
 
-import json
-import os
-import shutil
-
-from ansible.module_utils.basic import AnsibleModule
-
 DOCUMENTATION = r"""
 module: webstack_releases
 short_description: List, order and prune the releases of a webstack app
@@ -32,7 +26,7 @@ options:
     type: list
     elements: str
     default: []
-author: webstack
+author: webstack developers (@pyops)
 """
 
 EXAMPLES = r"""
@@ -65,6 +59,11 @@ incomplete:
   type: list
   returned: always
 """
+
+import json
+import os
+import shutil
+from ansible.module_utils.basic import AnsibleModule
 
 
 def read_releases(root):

@@ -134,14 +134,14 @@ def prefork(workers, serve, sock):
         children[pid] = time.monotonic()
         return pid
 
-    for _ in range(workers):
+    for _unused in range(workers):
         fork(ready_w)
     os.close(ready_w)
     ready = 0
     while ready < workers:
         if stopping:
             break
-        readable, _, _ = select.select([ready_r], [], [], 0.2)
+        readable = select.select([ready_r], [], [], 0.2)[0]
         if readable:
             ready += len(os.read(ready_r, workers))
         pid, status = os.waitpid(-1, os.WNOHANG)
@@ -183,7 +183,7 @@ def _kill(pid, signum):
 def _reap(children):
     while children:
         try:
-            pid, _ = os.wait()
+            pid = os.wait()[0]
         except ChildProcessError:
             return
         children.pop(pid, None)

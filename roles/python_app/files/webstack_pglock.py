@@ -18,7 +18,7 @@ import time
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--key", required=True, help="what the lock is for (the app name)")
     parser.add_argument("--wait", type=int, default=600, help="seconds to wait for the lock")
     parser.add_argument("command", nargs=argparse.REMAINDER)

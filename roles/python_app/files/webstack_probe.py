@@ -24,7 +24,7 @@ def connect(address, timeout):
 
 def cgi_environ(host, path):
     """What nginx's params give an app at the site root (SCRIPT_NAME "", the path as PATH_INFO)."""
-    path, _, query = path.partition("?")
+    path, _sep, query = path.partition("?")
     return {
         "REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": path, "QUERY_STRING": query,
         "REQUEST_URI": path + ("?" + query if query else ""), "DOCUMENT_URI": path,
@@ -83,7 +83,7 @@ def fastcgi_stdout(raw):
     """The STDOUT stream of a FastCGI answer, up to END_REQUEST."""
     out, offset = b"", 0
     while offset + 8 <= len(raw):
-        _, kind, _, length, padding = struct.unpack(">BBHHBx", raw[offset:offset + 8])
+        _version, kind, _request_id, length, padding = struct.unpack(">BBHHBx", raw[offset:offset + 8])
         content = raw[offset + 8:offset + 8 + length]
         offset += 8 + length + padding
         if kind == FCGI_STDOUT:
@@ -128,7 +128,7 @@ def probe(protocol, address, host, path, timeout, script=""):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--protocol", required=True, choices=["http", "uwsgi", "fastcgi", "scgi"])
     parser.add_argument("--address", required=True, help="unix socket path or host:port")
     parser.add_argument("--host", default="localhost", help="the Host the app is asked for")
