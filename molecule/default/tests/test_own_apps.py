@@ -58,13 +58,14 @@ def test_own_apps_without_a_health_route_deploy_and_no_secret_reaches_verbose_ou
          "wsgi_app": "mysite.wsgi:application", "domains": ["django.test"]},
     ]
     key_body = [line for line in key.splitlines() if not line.startswith("-----")]
+    # On the Debian 13 host only: nothing here differs between the two, and it builds two venvs.
     for playbook in ("site.yml", "playbooks/deploy.yml"):
-        result = run_playbook(playbook, {"webstack_apps": apps}, options=["-vvv"])
+        result = run_playbook(playbook, {"webstack_apps": apps}, limit=HOSTS[1], options=["-vvv"])
         assert result.returncode == 0, result.stdout[-5000:]
         output = result.stdout + result.stderr
         for shown in [secret, token, *key_body]:
             assert shown not in output, f"{playbook} -vvv printed a secret"
-    for name in HOSTS:
+    for name in HOSTS[1:]:
         each = scenario_host(name)
         # Its local package built in place, as the app's user, in a sandbox that kept it out of
         # /etc, /srv and /root.
