@@ -12,7 +12,7 @@ TOPOLOGY ?= one
 INVENTORY := $(if $(filter three-tier,$(TOPOLOGY)),sandboxes/three-tier,inventory)
 SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
-.PHONY: help setup engine images image-12 image-13 browser fcgi-tools sslyze bench-tools demo demo-down deploy rollback lint unit molecule test bench bench-up bench-provision bench-run bench-ports bench-reload bench-down collection clean
+.PHONY: help setup engine images image-12 image-13 browser fcgi-tools ssh-client sslyze bench-tools demo demo-down deploy rollback lint unit molecule test bench bench-up bench-provision bench-run bench-ports bench-reload bench-down collection clean
 
 help:
 	@echo "make demo     sandbox containers + site.yml + the app's answer through nginx"
@@ -153,7 +153,11 @@ bench-reload: bench-up
 bench-down: setup
 	ansible-playbook -i bench/inventory playbooks/sandbox.yml -e webstack_sandbox_state=absent
 
-molecule: setup images browser sslyze bench-tools
+# The multinode scenario reaches its hosts over ssh, as real hosts are: the controller needs a client.
+ssh-client:
+	@command -v ssh >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client; }
+
+molecule: setup images browser sslyze bench-tools ssh-client
 	set -e; mkdir -p .cache; for s in $(SCENARIOS); do start=$$(date +%s); molecule test -s $$s; \
 	  echo "molecule $$s: $$(( $$(date +%s) - start ))s" | tee -a .cache/molecule-times.txt; done
 
