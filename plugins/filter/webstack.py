@@ -143,8 +143,9 @@ HOST_REGEX_RE = re.compile(r"""^~[^\s;{}'"#]+$""")
 # Paths that reach nginx unquoted (root, static dirs): no white space or nginx syntax.
 PATH_PART_RE = re.compile(r"^[A-Za-z0-9._@+/-]+$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# A path (and query) the health gate asks for.
+# The WSGI callable: module:name or module:factory(...).
 WSGI_APP_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*(\(.*\))?")
+# A path (and query) the health gate asks for.
 URL_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*(\?[A-Za-z0-9._~=&%-]*)?$")
 LISTEN_RE = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")
 # Protocols whose upstream connections nginx can keep open (uwsgi and SCGI have no keep-alive).
@@ -313,11 +314,21 @@ def systemd_env_value(value):
     return '"' + re.sub(r'([\\"`$])', r"\\\1", text) + '"'
 
 
+def _reserved(name):
+    """Whether an app or account name is one of the system's (RESERVED_NAMES, RESERVED_PREFIXES)."""
+    return name in RESERVED_NAMES or name.startswith(RESERVED_PREFIXES)
+
+
+def _plain_parts(path):
+    """Whether a relative path names something inside its base: no empty, . or .. part."""
+    return all(part not in ("", ".", "..") for part in path.split("/"))
+
+
 def root_problem(root):
     """What is wrong with an app's directory ("" when nothing is): one directory below
     APPS_BASE, written plainly (the role removes it whole when the app is set absent)."""
     if not isinstance(root, str) or not PATH_PART_RE.fullmatch(root) or not root.startswith(APPS_BASE + "/") \
-            or any(part in ("", ".", "..") for part in root[len(APPS_BASE) + 1:].split("/")):
+            or not _plain_parts(root[len(APPS_BASE) + 1:]):
         return (f"must be a directory below {APPS_BASE}/ (default {APPS_BASE}/<name>), of letters, digits and "
                 f". _ @ + - / with no . or .. parts (got {root!r})")
     return ""
@@ -397,7 +408,7 @@ def _app(index, app, layout=None, host=None):
     name = app.get("name")
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         _fail(index, "name", f"must be lowercase letters, digits, - or _, starting with a letter (got {name!r})")
-    if name in RESERVED_NAMES or name.startswith(RESERVED_PREFIXES):
+    if _reserved(name):
         _fail(index, "name", f"{name!r} is reserved: it names a system account, a daemon or a unit the app would "
               "take over (its user, group, socket and units are named after it); choose another name")
     if not isinstance(app.get("wsgi_app"), str) or not WSGI_APP_RE.fullmatch(app["wsgi_app"]):
@@ -429,8 +440,7 @@ def _app(index, app, layout=None, host=None):
             _fail(index, "static", "each entry needs url and dir (and optionally expires)")
         if not (item["url"].startswith("/") and item["url"].endswith("/")):
             _fail(index, "static", f"url must start and end with / (got {item['url']!r})")
-        parts = item["dir"].strip("/").split("/") if isinstance(item["dir"], str) else [""]
-        if item["dir"].startswith("/") or any(part in ("", ".", "..") for part in parts):
+        if item["dir"].startswith("/") or not _plain_parts(item["dir"].strip("/")):
             _fail(index, "static", f"dir must be a directory inside the app source, not the source itself or "
                   f"above it (got {item['dir']!r})")
         if not PATH_PART_RE.fullmatch(item["dir"]) or not PREFIX_RE.fullmatch(item["url"]):
@@ -448,6 +458,8 @@ def _app(index, app, layout=None, host=None):
                 _fail(index, field, f"{key!r} is not an environment variable name")
             if isinstance(value, (dict, list)) or value is None:
                 _fail(index, f"{field}.{key}", "must be a string, a number or a boolean")
+    if not isinstance(app.get("listen_exposed", False), bool):
+        _fail(index, "listen_exposed", f"must be true or false (got {app['listen_exposed']!r})")
     port = app.get("port")
     if port is not None and (not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536):
         _fail(index, "port", f"must be a TCP port, 1 to 65535 (got {port!r})")
@@ -469,8 +481,6 @@ def _app(index, app, layout=None, host=None):
         if problem:
             _fail(index, "listen", problem)
         servers = [f"unix:{listen}" if listen.startswith("/") else listen]
-    if not isinstance(app.get("listen_exposed", False), bool):
-        _fail(index, "listen_exposed", f"must be true or false (got {app['listen_exposed']!r})")
     tcp = split or not listen.startswith("/")
     if tcp and server in UNIX_SOCKET_ONLY_SERVERS:
         _fail(index, "port" if split else "listen", f"{server} runs any program a client names in SCRIPT_FILENAME, "
@@ -541,8 +551,7 @@ def _app(index, app, layout=None, host=None):
         _fail(index, "root", problem)
     requirements_file = app.get("requirements_file", "requirements.txt")
     if not isinstance(requirements_file, str) or (requirements_file and (
-            not PATH_PART_RE.fullmatch(requirements_file) or requirements_file.startswith("/")
-            or any(part in ("", ".", "..") for part in requirements_file.split("/")))):
+            not PATH_PART_RE.fullmatch(requirements_file) or not _plain_parts(requirements_file))):
         _fail(index, "requirements_file", f"must be a file inside the app source, as a relative path, or empty "
               f"(got {requirements_file!r})")
     pip_packages = app.get("pip_packages", [])
@@ -780,8 +789,7 @@ def webstack_python_app_problems(given):
         return [f"{variable}: {message}"]
     for field in ("user", "group"):
         account = given.get(f"python_app_{field}", app.get("name"))
-        if not isinstance(account, str) or not NAME_RE.fullmatch(account) or account in RESERVED_NAMES \
-                or account.startswith(RESERVED_PREFIXES):
+        if not isinstance(account, str) or not NAME_RE.fullmatch(account) or _reserved(account):
             return [f"python_app_{field}: must be an account of the app's own, lowercase letters, digits, - or _, "
                     f"and not a reserved name (got {account!r})"]
     return []
