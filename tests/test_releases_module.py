@@ -94,3 +94,26 @@ def test_the_module_prunes_on_disk_and_not_in_check_mode(tmp_path):
     assert pruned["removed"] == ["r2"] and pruned["current"] == "r7" and pruned["previous"] == "r6"
     assert sorted(p.name for p in (tmp_path / "releases").iterdir()) == ["r1", "r3", "r4", "r5", "r6", "r7"]
     assert not run_module(tmp_path)["changed"]
+
+
+def test_venvs_go_when_no_kept_release_links_to_them(tmp_path):
+    make_tree(tmp_path, [(f"r{i}", f"2026-01-0{i}T00:00:00.000000Z", "passed") for i in range(1, 8)], live="r7")
+    venvs = tmp_path / "venvs"
+    for name in ("old", "shared", "newest", "stray"):
+        (venvs / name / "bin").mkdir(parents=True)
+    # r2 goes (r1 is protected): "old" is r2's alone; r1 and r6 share "shared"; r7 has "newest";
+    # "stray" (an unfinished build) is no release's; r3 still has its venv inside (a release from
+    # before venvs were shared), which is left to its release.
+    links = {"r1": "shared", "r2": "old", "r6": "shared", "r7": "newest"}
+    for release_id, venv in links.items():
+        os.symlink(venvs / venv, tmp_path / "releases" / release_id / "venv")
+    (tmp_path / "releases" / "r3" / "venv").mkdir()
+    assert releases_module.unused_venvs(str(tmp_path), {"r2"}) == ["old", "stray"]
+    assert releases_module.unused_venvs(str(tmp_path), set()) == ["stray"]
+    checked = run_module(tmp_path, "--check")
+    assert checked["removed_venvs"] == ["old", "stray"] and (venvs / "old").is_dir()
+    pruned = run_module(tmp_path)
+    assert pruned["removed"] == ["r2"] and pruned["removed_venvs"] == ["old", "stray"]
+    assert sorted(p.name for p in venvs.iterdir()) == ["newest", "shared"]
+    assert (tmp_path / "releases" / "r3" / "venv").is_dir()
+    assert not run_module(tmp_path)["changed"]

@@ -9,7 +9,9 @@ description:
     C(.webstack-gate) (C(passed) or C(failed) at the health gate on this host), and C(<root>/current).
   - Orders releases by the build time they recorded, never by file times, and names the one a plain
     rollback goes back to, the newest release built before the live one that did not fail its gate.
-  - With I(keep), removes what keep-N cleanup allows, and never the live release or a protected one.
+  - With I(keep), removes what keep-N cleanup allows, and never the live release or a protected one,
+    then every venv under C(<root>/venvs) that no release left links to (releases built from the same
+    requirements share one).
 options:
   root:
     description: The app's base directory (with C(releases/) and C(current)).
@@ -52,6 +54,10 @@ previous:
   returned: always
 removed:
   description: The ids removed (or that would be, in check mode).
+  type: list
+  returned: always
+removed_venvs:
+  description: The venv directories under C(<root>/venvs) removed (or that would be), no release linking to them.
   type: list
   returned: always
 incomplete:
@@ -130,6 +136,20 @@ def to_remove(releases, keep, protect):
     return removed
 
 
+def unused_venvs(root, gone):
+    """The venvs under <root>/venvs that no release directory links to, besides those in gone."""
+    venvs_dir = os.path.join(root, "venvs")
+    releases_dir = os.path.join(root, "releases")
+    if not os.path.isdir(venvs_dir):
+        return []
+    used = set()
+    for name in os.listdir(releases_dir) if os.path.isdir(releases_dir) else []:
+        if name not in gone:
+            used.add(os.path.realpath(os.path.join(releases_dir, name, "venv")))
+    return sorted(name for name in os.listdir(venvs_dir)
+                  if os.path.realpath(os.path.join(venvs_dir, name)) not in used)
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -147,14 +167,19 @@ def main():
     if removed and not module.check_mode:
         for release_id in removed:
             shutil.rmtree(os.path.join(root, "releases", release_id))
+    removed_venvs = unused_venvs(root, set(removed)) if keep > 0 else []
+    if removed_venvs and not module.check_mode:
+        for name in removed_venvs:
+            shutil.rmtree(os.path.join(root, "venvs", name))
     remaining = [release for release in releases if release["id"] not in removed]
     live = [release["id"] for release in remaining if release["live"]]
     module.exit_json(
-        changed=bool(removed),
+        changed=bool(removed or removed_venvs),
         releases=remaining,
         current=live[0] if live else "",
         previous=previous_of(remaining),
         removed=removed,
+        removed_venvs=removed_venvs,
         incomplete=incomplete,
     )
 

@@ -34,8 +34,11 @@ def test_api_info_runs_in_the_release_venv(host):
     info = json.loads(response["body"])
     release = release_dir(host)
     assert release.startswith(f"/srv/{APP}/releases/")
-    assert info["executable"].startswith(release + "/venv/bin/python")
-    assert info["prefix"] == release + "/venv"
+    # The release's venv: its own, or the one it shares with releases of the same requirements.
+    venv = host.check_output("realpath -e %s", release + "/venv")
+    assert venv.startswith(f"/srv/{APP}/venvs/")
+    assert host.check_output("realpath -e %s", info["prefix"]) == venv
+    assert info["executable"].startswith(info["prefix"] + "/bin/python")
     assert info["release"] == release.rsplit("/", 1)[1]
     assert info["server"] == "gunicorn"
     assert info["worker_class"] == "sync"
@@ -258,8 +261,10 @@ def test_a_release_is_readable_by_its_app_and_only_its_static_files_by_others(ho
     assert host.run("runuser -u www-data -- cat %s/src/hello/static/style.css", release).rc == 0
     assert host.run("runuser -u %s -- cat %s/src/hello/__init__.py", APP, release).rc == 0
     assert host.run("runuser -u nobody -- cat %s/src/hello/static/style.css", release).rc == 0, "static is public"
-    # The venv was built by the app's user and handed to root; nothing in the release is the app's.
-    assert host.run("find %s ! -user root", release).stdout == ""
+    # The venv was built by the app's user and handed to root; nothing in the release or its venv
+    # (<root>/venvs, which the release links to) is the app's.
+    assert host.run("find %s /srv/%s/venvs ! -user root", release, APP).stdout == ""
+    assert host.file(f"/srv/{APP}/venvs").mode == 0o711
 
 
 def test_names_the_roles_did_not_make_are_refused_before_anything_changes(host):

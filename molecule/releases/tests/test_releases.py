@@ -83,3 +83,21 @@ def test_no_hand_over_instance_is_left_running(host):
     units = host.run("systemctl list-units --all --plain --no-legend 'hello-handover@*'").stdout
     assert "running" not in units and "failed" not in units, units
     assert host.file("/etc/systemd/system/hello-handover@.service").contains("^Sockets=hello.socket$")
+
+
+def test_releases_of_the_same_requirements_share_a_venv_and_unused_ones_go(host):
+    """The git and tar.gz releases (the sample app's requirements) link one venv; the wheel's is its
+    own (the wheel is installed into it). Keep-N removed every venv no kept release links to: the
+    converge's was the git one's, so no other is left."""
+    links = {name: host.file(f"/srv/hello/releases/{name}/venv").linked_to for name in releases(host)}
+    git, archive = release_with(host, "variant 4"), release_with(host, "variant 5")
+    wheel = [name for name in links if name not in (git.rsplit("/", 1)[1], archive.rsplit("/", 1)[1])]
+    assert links[git.rsplit("/", 1)[1]] == links[archive.rsplit("/", 1)[1]]
+    assert len(wheel) == 1 and links[wheel[0]] != links[git.rsplit("/", 1)[1]]
+    venvs = host.run("ls -1 /srv/hello/venvs").stdout.split()
+    assert sorted(venvs) == sorted({link.rsplit("/", 1)[1] for link in links.values()})
+    for venv in venvs:
+        marker = host.file(f"/srv/hello/venvs/{venv}/.webstack-venv")
+        assert marker.exists and marker.user == "root"
+        assert host.file(f"/srv/hello/venvs/{venv}").mode == 0o750
+        assert host.file(f"/srv/hello/venvs/{venv}/bin/python").group == "hello"

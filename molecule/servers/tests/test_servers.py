@@ -90,7 +90,7 @@ def test_reports_server_worker_model_and_venv(host, app):
     assert (info["server"], info["worker_class"]) == (server, worker_class)
     release = release_dir(host, app)
     assert info["release"] == release.rsplit("/", 1)[1]
-    assert info["prefix"] == release + "/venv"
+    assert host.check_output("realpath -e %s", info["prefix"]) == host.check_output("realpath -e %s", release + "/venv")
     assert info["host"] == server_name
     # The prefix comes from nginx's location, never from the client's X-Forwarded-Prefix.
     assert info["script_root"] == prefix
