@@ -129,8 +129,9 @@ BENCH_PLAN := .cache/bench
 BENCH_TWINS_VAR := $(if $(BENCH_LOG_TWINS),-e bench_log_twins=true)
 bench: bench-provision bench-run bench-ports bench-reload
 
+BENCH_PROVISION_ROUNDS ?= 3
 bench-provision: setup image-12
-	python3 bench/provision.py
+	python3 bench/provision.py --rounds $(BENCH_PROVISION_ROUNDS)
 
 bench-up: setup image-12 bench-tools
 	ansible-playbook -i bench/inventory playbooks/sandbox.yml

@@ -117,7 +117,7 @@ def test_filters_are_registered():
         "webstack_databases", "webstack_unavailable_servers",
         "webstack_database_url", "webstack_firewall_rules", "webstack_python_app_vars", "nginx_features",
         "nginx_subject_alt_names", "nginx_access_problems", "nginx_certificate_path", "webstack_lead_hosts",
-        "webstack_batch_apps", "webstack_file_differs", "webstack_found", "webstack_python_app_problems",
+        "webstack_batch_apps", "webstack_found", "webstack_python_app_problems",
         "nginx_public_sites",
     }
 
@@ -772,34 +772,12 @@ def test_a_cgi_app_gets_fastcgi_with_its_script_and_fcgiwrap_goes_with_the_last_
     assert webstack.webstack_unused_server_packages(gone) == [*apache[:1], "fcgiwrap", *apache[1:]]
 
 
-def test_file_differs_compares_content_mode_and_owner_of_what_find_listed():
-    content = "[Unit]\nDescription=x\n"
-    same = {"path": "/etc/x.service", "checksum": hashlib.sha1(content.encode()).hexdigest(), "mode": "0644",
-            "pw_name": "root", "gr_name": "root"}
-    assert not webstack.file_differs([same], "/etc/x.service", content, "0644")
-    assert webstack.file_differs([same], "/etc/x.service", content + "#\n", "0644")
-    assert webstack.file_differs([same], "/etc/x.service", content, "0640")
-    assert webstack.file_differs([{**same, "pw_name": "nobody"}], "/etc/x.service", content, "0644")
-    assert webstack.file_differs([{**same, "gr_name": "www-data"}], "/etc/x.service", content, "0644")
-    assert webstack.file_differs([same], "/etc/y.service", content, "0644")
-    assert webstack.file_differs(None, "/etc/x.service", content, "0644")
-
-
 def test_found_keeps_the_paths_find_listed_in_the_order_given():
     files = [{"path": "/etc/b"}, {"path": "/etc/a"}, {"path": "/etc/other"}]
     assert webstack.found(files, ["/etc/a", "/etc/b", "/etc/c"]) == ["/etc/a", "/etc/b"]
     assert webstack.found(files, {"service": "/etc/b", "timer": "/etc/c", "socket": "/etc/a"}) == ["service", "socket"]
     assert webstack.found(None, ["/etc/a"]) == []
     assert webstack.found(files, []) == []
-
-
-def test_file_differs_with_no_content_asks_for_a_directory():
-    directory = {"path": "/srv/a", "isdir": True, "mode": "0750", "pw_name": "root", "gr_name": "a"}
-    assert not webstack.file_differs([directory], "/srv/a", None, "0750", group="a")
-    assert webstack.file_differs([directory], "/srv/a", None, "0755", group="a")
-    assert webstack.file_differs([directory], "/srv/a", None, "0750")
-    assert webstack.file_differs([{**directory, "isdir": False}], "/srv/a", None, "0750", group="a")
-    assert webstack.file_differs([], "/srv/a", None, "0750", group="a")
 
 
 def test_each_public_filter_has_its_own_documentation():

@@ -277,19 +277,6 @@ def source_problem(source):
     return f"a source dict needs git or archive (got keys {', '.join(sorted(map(str, source)))})"
 
 
-def file_differs(files, path, content, mode, owner="root", group="root"):
-    """Whether the file at ``path``, as ``ansible.builtin.find`` (get_checksum) listed it in
-    ``files``, is missing or differs from ``content`` (the rendered template), ``mode`` or its
-    owner: only such a file needs the template module, a round trip to the host even when it
-    changes nothing. ``content`` None asks the same of a directory."""
-    now = next((f for f in files or [] if f.get("path") == path), None)
-    if now is None or now.get("mode") != mode or now.get("pw_name") != owner or now.get("gr_name") != group:
-        return True
-    if content is None:
-        return not now.get("isdir")
-    return now.get("checksum") != hashlib.sha1(content.encode()).hexdigest()
-
-
 def found(files, paths):
     """Of ``paths``, those that ``ansible.builtin.find`` listed in ``files``, in the order given:
     what a role has to stop or remove. ``paths`` may be a dict of name to path; the names of the
@@ -1163,6 +1150,5 @@ class FilterModule:
             "webstack_database_url": webstack_database_url,
             "webstack_firewall_rules": webstack_firewall_rules,
             "systemd_env_value": systemd_env_value,
-            "webstack_file_differs": file_differs,
             "webstack_found": found,
         }
