@@ -117,7 +117,7 @@ def test_filters_are_registered():
         "webstack_databases", "webstack_unavailable_servers",
         "webstack_database_url", "webstack_firewall_rules", "webstack_python_app_vars", "nginx_features",
         "nginx_subject_alt_names", "nginx_access_problems", "nginx_certificate_path", "webstack_lead_hosts",
-        "webstack_batch_apps", "webstack_found", "webstack_python_app_problems",
+        "webstack_batch_apps", "webstack_python_app_problems",
         "nginx_public_sites",
     }
 
@@ -770,14 +770,6 @@ def test_a_cgi_app_gets_fastcgi_with_its_script_and_fcgiwrap_goes_with_the_last_
     assert webstack.webstack_unused_server_packages(apps[1:]) == [*apache[:1], "fcgiwrap", *apache[1:], "spawn-fcgi"]
     gone = webstack.webstack_apps([app(server="cgi", state="absent"), app(name="sp", server="spawn-fcgi")])
     assert webstack.webstack_unused_server_packages(gone) == [*apache[:1], "fcgiwrap", *apache[1:]]
-
-
-def test_found_keeps_the_paths_find_listed_in_the_order_given():
-    files = [{"path": "/etc/b"}, {"path": "/etc/a"}, {"path": "/etc/other"}]
-    assert webstack.found(files, ["/etc/a", "/etc/b", "/etc/c"]) == ["/etc/a", "/etc/b"]
-    assert webstack.found(files, {"service": "/etc/b", "timer": "/etc/c", "socket": "/etc/a"}) == ["service", "socket"]
-    assert webstack.found(None, ["/etc/a"]) == []
-    assert webstack.found(files, []) == []
 
 
 def test_each_public_filter_has_its_own_documentation():

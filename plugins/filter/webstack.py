@@ -277,16 +277,6 @@ def source_problem(source):
     return f"a source dict needs git or archive (got keys {', '.join(sorted(map(str, source)))})"
 
 
-def found(files, paths):
-    """Of ``paths``, those that ``ansible.builtin.find`` listed in ``files``, in the order given:
-    what a role has to stop or remove. ``paths`` may be a dict of name to path; the names of the
-    paths found are returned then."""
-    seen = {f.get("path") for f in files or []}
-    if isinstance(paths, Mapping):
-        return [name for name, path in paths.items() if path in seen]
-    return [path for path in paths if path in seen]
-
-
 def systemd_env_value(value):
     """Quote one value for a systemd EnvironmentFile= so the process gets exactly ``value``.
 
@@ -1150,5 +1140,4 @@ class FilterModule:
             "webstack_database_url": webstack_database_url,
             "webstack_firewall_rules": webstack_firewall_rules,
             "systemd_env_value": systemd_env_value,
-            "webstack_found": found,
         }
