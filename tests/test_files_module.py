@@ -148,3 +148,20 @@ def test_force_false_leaves_an_existing_file_and_makes_a_missing_one(tmp_path):
     result = play(tmp_path, tasks)["Secrets"]
     assert result["changed_paths"] == [str(out / "made")]
     assert (out / "kept").read_text() == "old\n" and (out / "made").read_text() == "new\n"
+
+
+def test_an_account_not_made_yet_plans_in_check_mode_and_fails_otherwise(tmp_path):
+    """--check on a bare host: the app's group is not there yet (the play would have made it)."""
+    tasks = """\
+- name: Layout
+  pyops.webstack.webstack_files:
+    files:
+      - {dest: "{{ out }}", state: directory, mode: "0750", group: webstack-no-such-group}
+      - {dest: "{{ out }}/env", content: "A=1\\n", mode: "0640", group: webstack-no-such-group}
+  ignore_errors: true
+"""
+    planned = play(tmp_path, tasks, "--check")["Layout"]
+    assert planned["changed"] and not planned.get("failed") and not (tmp_path / "out").exists()
+    refused = play(tmp_path, tasks)["Layout"]
+    assert refused["failed"] and "no such owner or group: webstack-no-such-group" in refused["msg"]
+    assert not (tmp_path / "out").exists()

@@ -108,10 +108,17 @@ DIFF_LIMIT = 128 * 1024
 
 
 def ids(module, entry):
-    try:
-        return pwd.getpwnam(entry["owner"]).pw_uid, grp.getgrnam(entry["group"]).gr_gid
-    except KeyError as error:
-        module.fail_json(msg=f"{entry['dest']}: no such owner or group ({error})")
+    """The entry's uid and gid. In check mode an account the play has not made yet (it would have
+    before this task) is -1: whatever is there differs from it."""
+    found = []
+    for lookup, name in ((pwd.getpwnam, entry["owner"]), (grp.getgrnam, entry["group"])):
+        try:
+            found.append(lookup(name)[2])
+        except KeyError:
+            if not module.check_mode:
+                module.fail_json(msg=f"{entry['dest']}: no such owner or group: {name}")
+            found.append(-1)
+    return tuple(found)
 
 
 def mode_of(module, entry):
