@@ -58,6 +58,9 @@ def test_own_apps_without_a_health_route_deploy_and_no_secret_reaches_verbose_ou
          "wsgi_app": "mysite.wsgi:application", "domains": ["django.test"]},
     ]
     key_body = [line for line in key.splitlines() if not line.startswith("-----")]
+    # A root-only file the local package's setup.py links to from the code (see its docstring).
+    target = scenario_host(HOSTS[1])
+    target.run("install -m 0600 -o root -g root /dev/null /etc/webstack-link-target")
     # On the Debian 13 host only: nothing here differs between the two, and it builds two venvs.
     for playbook in ("site.yml", "playbooks/deploy.yml"):
         result = run_playbook(playbook, {"webstack_apps": apps}, limit=HOSTS[1], options=["-vvv"])
@@ -74,6 +77,12 @@ def test_own_apps_without_a_health_route_deploy_and_no_secret_reaches_verbose_ou
         assert built_by == str(each.user("plain-flask").uid)
         for probe in ("/etc", "/srv", "/root"):
             assert not each.file(f"{probe}/webstack-build-probe").exists
+        # Root took the code over without following the link the build left: the link is root's,
+        # the file it points at is as it was (not the app's group, not readable by it).
+        link = each.file(f"{release}/src/localdep/webstack-leak")
+        assert link.is_symlink and link.user == "root" and link.group == "plain-flask"
+        linked = each.file("/etc/webstack-link-target")
+        assert (linked.user, linked.group, linked.mode) == ("root", "root", 0o600)
         assert http(each, "/", host_header="flask.test")["body"] == "plain flask\n"
         assert http(each, "/", host_header="django.test")["body"] == "plain django\n"
         assert process_env(each, APP)["HELLO_API_SECRET"] == secret, "the secret reached the app"

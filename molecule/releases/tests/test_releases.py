@@ -100,4 +100,6 @@ def test_releases_of_the_same_requirements_share_a_venv_and_unused_ones_go(host)
         marker = host.file(f"/srv/hello/venvs/{venv}/.webstack-venv")
         assert marker.exists and marker.user == "root"
         assert host.file(f"/srv/hello/venvs/{venv}").mode == 0o750
-        assert host.file(f"/srv/hello/venvs/{venv}/bin/python").group == "hello"
+        assert host.file(f"/srv/hello/venvs/{venv}/pyvenv.cfg").group == "hello"
+    # Root took each venv over without following its links (bin/python3 -> /usr/bin/python3).
+    assert host.file("/usr/bin/python3").group == "root"
