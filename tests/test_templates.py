@@ -851,6 +851,27 @@ def test_spawn_fcgi_reload_under_load_fails_no_request(spawn_fcgi):
     assert spawn_fcgi.get("/")[1]["release"] == "r2"
 
 
+def test_spawn_fcgi_processes_end_on_sigterm_after_serving(spawn_fcgi):
+    """A connection wakes every process of the set and one takes it: the others must not wait in
+    accept() for the next one, deaf to the SIGTERM of a stop (then systemd kills them at
+    TimeoutStopSec)."""
+    import os
+    import signal
+
+    spawn_fcgi.release("r1")
+    assert spawn_fcgi.run("start").returncode == 0
+    for _ in range(3):
+        assert spawn_fcgi.get("/")[0] == 200
+    processes = spawn_fcgi.processes()
+    assert len(processes) == 3
+    for proc in processes:
+        os.kill(int(proc.name), signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while spawn_fcgi.processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not spawn_fcgi.processes(), "a process outlived its SIGTERM by 5 s"
+
+
 def test_a_spawn_fcgi_reload_that_cannot_load_the_app_keeps_the_old_set(spawn_fcgi):
     spawn_fcgi.release("r1")
     assert spawn_fcgi.run("start").returncode == 0
