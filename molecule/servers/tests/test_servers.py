@@ -42,6 +42,16 @@ def get(host, app, path, **kwargs):
     return http(host, prefix + path, **{"host_header": server_name, **kwargs})
 
 
+def test_systemd_never_killed_an_app_at_its_stop_timeout(host):
+    """Every stop of the scenario (restarts, reloads, the server switches and back, hello-tmp's
+    removal) ended the server its own way: systemd never gave up waiting and killed it. (A switch
+    to Apache once sent gunicorn Apache's SIGWINCH, which it ignores, and spawn-fcgi's processes
+    once slept through SIGTERM: 40 and 15 s each, then SIGKILL.)"""
+    log = host.check_output("journalctl --no-pager -o cat _PID=1")
+    killed = [line for line in log.splitlines() if re.match(r"hello[^:]*: State '[a-z-]+' timed out", line)]
+    assert not killed, killed[:5]
+
+
 @each_app
 def test_index(host, app):
     response = get(host, app, "/")
