@@ -897,6 +897,31 @@ def test_nginx_names_the_cgi_script_only_for_the_cgi_app(rendered):
     assert "SCRIPT_FILENAME" not in found["/"], "a FastCGI app that is its own server gets none"
 
 
+# server (servers.yml) -> a case that renders its unit
+SERVER_UNIT_CASES = {
+    "gunicorn": "gunicorn_sync", "uwsgi": "uwsgi_default", "fastcgi": "flup_fastcgi", "scgi": "flup_scgi_tcp",
+    "tornado": "tornado_default", "gevent": "gevent_default", "cgi": "cgi_default",
+    "spawn-fcgi": "spawn_fcgi_default", "mod_wsgi": "mod_wsgi_default", "mod_python": "mod_python_default",
+}
+
+
+@pytest.mark.parametrize("server", list(SERVER_UNIT_CASES))
+def test_the_server_tables_stop_is_what_its_unit_does(rendered, server):
+    """A server switch stops the server leaving the way the server table says (stop_leaving.yml):
+    its unit's ExecStop script, or its KillSignal to whom its KillMode sends it."""
+    table = yaml.safe_load((ROLES / "python_app/vars/main/servers.yml").read_text())["_python_app_servers"]
+    assert set(SERVER_UNIT_CASES) == set(table), "a case per server of the table"
+    default = yaml.safe_load((ROLES / "python_app/vars/main/main.yml").read_text())["_python_app_default_stop"]
+    stop = table[server].get("stop", default)
+    service = yaml.safe_load(read(rendered, SERVER_UNIT_CASES[server], "service.yml"))
+    if "script" in stop:
+        assert service["ExecStop"].split()[0].endswith("/" + stop["script"])
+    else:
+        assert "ExecStop" not in service
+        assert service.get("KillSignal", "SIGTERM") == stop["signal"]
+        assert {"mixed": "main", "control-group": "all"}[service.get("KillMode", "control-group")] == stop["whom"]
+
+
 def test_cgi_unit_runs_a_per_app_fcgiwrap(rendered):
     service = yaml.safe_load(read(rendered, "cgi_default", "service.yml"))
     assert service["ExecStart"] == "/usr/sbin/fcgiwrap -c 3"

@@ -7,42 +7,41 @@ same value back through :func:`webstack_nginx_sites`.
 
 import hashlib
 import ipaddress
+import pathlib
 import re
 from collections.abc import Mapping
 
+import yaml
 from ansible.errors import AnsibleFilterError
 
 # Each filter's documentation is its own file beside this one (plugins/filter/<name>.yml).
 
+# The app servers: python_app's table (roles/python_app/vars/main/servers.yml, where each trait is
+# explained), read here so that a server is one entry in one place. The names below are views of it.
+SERVER_TABLE = yaml.safe_load(
+    (pathlib.Path(__file__).resolve().parents[2] / "roles/python_app/vars/main/servers.yml").read_text()
+)["_python_app_servers"]
 # server -> the protocol nginx speaks to it
-SERVERS = {
-    "gunicorn": "http", "uwsgi": "uwsgi", "fastcgi": "fastcgi", "scgi": "scgi", "tornado": "http", "gevent": "http",
-    "cgi": "fastcgi", "spawn-fcgi": "fastcgi", "mod_wsgi": "http",
-    "mod_python": "http",
-}
+SERVERS = {server: entry["protocol"] for server, entry in SERVER_TABLE.items()}
 # server -> the script nginx names (SCRIPT_FILENAME) in the app's live release, for servers that run one.
-SERVER_SCRIPTS = {"cgi": "webstack_cgi.py"}
-# server -> the Debian packages it runs with (its role's <role>_packages.runtime), which site.yml
-# removes from a host with the last app that uses them.
-# (Apache goes with the last app that runs mod_wsgi or mod_python: removing it would remove
-# mod_python with it.)
-SERVER_HOST_PACKAGES = {
-    "cgi": ["fcgiwrap"], "spawn-fcgi": ["spawn-fcgi"], "mod_wsgi": ["apache2-bin"],
-    "mod_python": ["libapache2-mod-python", "apache2-bin"],
-}
+SERVER_SCRIPTS = {server: entry["script"] for server, entry in SERVER_TABLE.items() if "script" in entry}
+# server -> the Debian packages site.yml removes from a host with the last app that uses them.
+SERVER_HOST_PACKAGES = {server: entry["host_packages"] for server, entry in SERVER_TABLE.items()
+                        if "host_packages" in entry}
+_UNIX = [server for server, entry in SERVER_TABLE.items() if entry.get("listen") == "unix"]
 # Servers that bind their unix socket themselves (no systemd socket): a reload renames a new socket
 # over the path, which has no TCP equivalent.
-UNIX_ONLY_SERVERS = ("spawn-fcgi",)
+UNIX_ONLY_SERVERS = tuple(server for server in _UNIX if SERVER_TABLE[server].get("own_socket"))
 # Servers that must never listen where anything but nginx can reach them: fcgiwrap runs whatever
 # executable a FastCGI client names (SCRIPT_FILENAME).
-UNIX_SOCKET_ONLY_SERVERS = ("cgi",)
+UNIX_SOCKET_ONLY_SERVERS = tuple(server for server in _UNIX if not SERVER_TABLE[server].get("own_socket"))
 # Servers that bind a TCP port themselves, as the app's user (Apache has no unix-socket Listen).
-TCP_ONLY_SERVERS = ("mod_wsgi", "mod_python")
+TCP_ONLY_SERVERS = tuple(server for server, entry in SERVER_TABLE.items() if entry.get("listen") == "tcp")
 # Servers whose workers take one connection each (prefork): an idle kept-alive connection from
 # nginx would hold a whole worker, so nginx keeps none.
-NO_KEEPALIVE_SERVERS = ("mod_python",)
+NO_KEEPALIVE_SERVERS = tuple(server for server, entry in SERVER_TABLE.items() if entry.get("keepalive") is False)
 # Servers Debian has up to a release only: server -> the last Debian major version that has it.
-SERVER_LAST_DEBIAN = {"mod_python": 12}
+SERVER_LAST_DEBIAN = {server: entry["last_debian"] for server, entry in SERVER_TABLE.items() if "last_debian" in entry}
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 # An app's name becomes a system user and group, /run/<name>.sock and the units <name>.service,
 # .socket and -handover@.service: these names would take over an account, a socket or a unit of
@@ -105,7 +104,7 @@ PYTHON_APP_KEYS = (
     "name", "state", "source", "wsgi_app", "server", "root", "listen", "listen_exposed", "env", "secret_env",
     "generated_secrets", "requirements_file", "pip_packages", "pre_activate", "keep_releases",
 )
-SERVER_ROLES = ("gunicorn", "uwsgi", "flup", "tornado", "gevent", "cgi", "spawn_fcgi", "mod_wsgi", "mod_python")
+SERVER_ROLES = tuple(dict.fromkeys(entry["facts"] for entry in SERVER_TABLE.values()))
 # What an app may set in each server's dict (handed to the server's role as <role>_overrides):
 # a whole number as (lowest, highest), a tuple of strings to choose from, bool, or a string that
 # must match a pattern. Every dict is checked, whichever server the app runs, before anything
