@@ -30,6 +30,13 @@ def nginx_protocol_choices():
             sites["mounts"]["options"]["upstream"]["options"]["protocol"]["choices"]]
 
 
+def good_stop(stop):
+    """A script in the release, or a signal and whom it goes to (systemctl kill --kill-whom)."""
+    if set(stop) == {"script"}:
+        return str(stop["script"]).endswith(".py")
+    return set(stop) == {"signal", "whom"} and str(stop["signal"]).startswith("SIG") and stop["whom"] in ("main", "all")
+
+
 # Each trait of a table entry and what its value must be (servers.yml explains them).
 TRAITS = {
     "role": lambda v: isinstance(v, str) and v.startswith("pyops.webstack."),
@@ -40,9 +47,7 @@ TRAITS = {
     "own_socket": lambda v: v is True,
     "runtime_dir": lambda v: isinstance(v, str) and "<app>" in v,
     "keepalive": lambda v: v is False,
-    "stop": lambda v: v in ({"script": v.get("script")}, {"signal": v.get("signal"), "whom": v.get("whom")})
-    and (("script" in v and str(v["script"]).endswith(".py")) or (str(v["signal"]).startswith("SIG")
-                                                                  and v["whom"] in ("main", "all"))),
+    "stop": lambda v: good_stop(v),
     "host_packages": lambda v: isinstance(v, list) and v and all(isinstance(p, str) for p in v),
     "last_debian": lambda v: isinstance(v, int) and v >= 12,
 }
