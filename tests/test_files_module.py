@@ -165,3 +165,27 @@ def test_an_account_not_made_yet_plans_in_check_mode_and_fails_otherwise(tmp_pat
     refused = play(tmp_path, tasks)["Layout"]
     assert refused["failed"] and "no such owner or group: webstack-no-such-group" in refused["msg"]
     assert not (tmp_path / "out").exists()
+
+
+def test_read_returns_each_file_after_the_writes_in_the_same_call(tmp_path):
+    tasks = """\
+- name: Secrets
+  pyops.webstack.webstack_files:
+    files:
+      - {dest: "{{ out }}/made", content: "new\\n", mode: "0600", force: false}
+      - {dest: "{{ out }}/kept", content: "never written", mode: "0600", force: false}
+    read: ["{{ out }}/made", "{{ out }}/kept", "{{ out }}/missing"]
+  no_log: true
+  register: secrets
+- name: Show
+  ansible.builtin.debug:
+    var: secrets.read
+"""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "kept").write_text("old value")
+    results = play(tmp_path, tasks)
+    assert results["Secrets"]["censored"], "no_log hides the contents"
+    assert results["Show"]["secrets.read"] == [
+        {"path": str(tmp_path / "out/made"), "content": "new\n"},
+        {"path": str(tmp_path / "out/kept"), "content": "old value"},
+        {"path": str(tmp_path / "out/missing"), "content": None}]

@@ -70,6 +70,18 @@ def test_exit_codes(server, capsys):
     assert "wanted status 200" in capsys.readouterr().out.splitlines()[-1]
 
 
+def test_only_a_pass_is_recorded(server, tmp_path):
+    protocol, sock = server
+    record = tmp_path / "gate"
+    args = ["--protocol", protocol, "--address", sock, "--host", "good.test", "--record", str(record)]
+    assert probe.main(args + ["--path", "/broken", "--expect", "200"]) == 1
+    assert not record.exists(), "a failed probe records nothing (revert.yml records the failure)"
+    record.write_text("failed\n")
+    assert probe.main(args + ["--expect", "200"]) == 0
+    assert record.read_text() == "passed\n" and oct(record.stat().st_mode & 0o777) == "0o644"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("gate")] == ["gate"], "no temporary left"
+
+
 def test_no_answer_is_exit_2(tmp_path, capsys):
     assert probe.main(["--protocol", "fastcgi", "--address", str(tmp_path / "none.sock")]) == 2
     assert "no answer" in capsys.readouterr().out

@@ -9,7 +9,7 @@ from ansible_collections.pyops.webstack.plugins.plugin_utils.render import rende
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("files", "absent", "backup"))
+    _VALID_ARGS = frozenset(("files", "absent", "backup", "read"))
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)

@@ -64,6 +64,13 @@ options:
     description: Keep a copy of each file it rewrites (its C(backup_file) in the result).
     type: bool
     default: false
+  read:
+    description:
+      - Files to read back after the writes, in the same round trip (generated secrets, say; use
+        C(no_log)). Each comes back in I(read) with its content, or none where there is no file.
+    type: list
+    elements: path
+    default: []
 author: webstack developers (@pyops)
 """
 
@@ -90,6 +97,10 @@ changed_paths:
   returned: always
 removed:
   description: The paths of I(absent) that were there and are removed (or would be, in check mode).
+  type: list
+  returned: always
+read:
+  description: One entry per path of I(read), in order, with C(path) and C(content) (text, or none).
   type: list
   returned: always
 """
@@ -214,6 +225,7 @@ def main():
             }},
             "absent": {"type": "list", "elements": "path", "default": []},
             "backup": {"type": "bool", "default": False},
+            "read": {"type": "list", "elements": "path", "default": []},
         },
         supports_check_mode=True,
     )
@@ -240,9 +252,16 @@ def main():
         removed.append(path)
         if not module.check_mode:
             os.unlink(path)
+    read = []
+    for path in module.params["read"]:
+        content = None
+        if os.path.isfile(path):
+            with open(path, "rb") as handle:
+                content = to_text(handle.read(), errors="surrogate_or_replace")
+        read.append({"path": path, "content": content})
     changed_paths = [result["dest"] for result in results if result["changed"]]
     module.exit_json(changed=bool(changed_paths or removed), files=results, changed_paths=changed_paths,
-                     removed=removed, diff=diffs)
+                     removed=removed, read=read, diff=diffs)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ status below 500: the app is alive and answered), 1 when it is another, 2 when n
 """
 
 import argparse
+import os
 import socket
 import struct
 import sys
@@ -136,6 +137,7 @@ def main(argv=None):
     parser.add_argument("--expect", type=int, default=0, help="the status wanted; 0: any below 500")
     parser.add_argument("--timeout", type=float, default=10)
     parser.add_argument("--script", default="", help="SCRIPT_FILENAME, for a CGI runner such as fcgiwrap")
+    parser.add_argument("--record", default="", help="a file that says 'passed' once the wanted status came")
     args = parser.parse_args(argv)
     try:
         status = probe(args.protocol, args.address, args.host, args.path, args.timeout, args.script)
@@ -144,7 +146,19 @@ def main(argv=None):
         return 2
     wanted = f"status {args.expect}" if args.expect else "a status below 500"
     print(f"{args.protocol} {args.address} {args.path} (Host {args.host}): status {status}, wanted {wanted}")
-    return 0 if status == args.expect or (not args.expect and status < 500) else 1
+    passed = status == args.expect or (not args.expect and status < 500)
+    if passed and args.record:
+        record(args.record)
+    return 0 if passed else 1
+
+
+def record(path):
+    """Write 'passed' to path (0644), replacing it in one rename."""
+    temporary = f"{path}.{os.getpid()}"
+    with open(temporary, "w") as handle:
+        handle.write("passed\n")
+    os.chmod(temporary, 0o644)
+    os.replace(temporary, path)
 
 
 if __name__ == "__main__":
