@@ -77,9 +77,9 @@ def test_failed_releases_use_no_slot_and_go():
     assert releases_module.to_remove(releases("r2!", "r1", live="r2"), 5, set()) == [], "the live one stays"
 
 
-def run_module(tmp_path, *extra):
+def run_module(tmp_path, *extra, args="keep=5 protect=r1"):
     result = run(["ansible", "localhost", "-i", "localhost,", "-c", "local", "-m", "pyops.webstack.webstack_releases",
-                  "-a", f"root={tmp_path} keep=5 protect=r1", "-e",
+                  "-a", f"root={tmp_path} {args}", "-e",
                   "ansible_python_interpreter={{ ansible_playbook_python }}", *extra],
                  env=ansible_env(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="json"))
     return json.loads(result.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
@@ -117,3 +117,19 @@ def test_venvs_go_when_no_kept_release_links_to_them(tmp_path):
     assert sorted(p.name for p in venvs.iterdir()) == ["newest", "shared"]
     assert (tmp_path / "releases" / "r3" / "venv").is_dir()
     assert not run_module(tmp_path)["changed"]
+
+
+def test_one_call_tells_what_is_live_and_where_a_release_stands(tmp_path):
+    make_tree(tmp_path, [("r1", "2026-01-01T00:00:00.000000Z", "passed"), ("r2", "2026-01-02T00:00:00.000000Z", "failed"),
+                         ("half", False, None)], live="r1")
+    (tmp_path / "releases" / "half" / ".webstack-gate").write_text("passed\n")
+    asked = run_module(tmp_path, args="release=r2")
+    assert not asked["changed"] and asked["removed"] == []
+    assert asked["live"]["path"] == str(tmp_path / "releases" / "r1")
+    assert asked["live"]["record"] == {"id": "r1", "server": "gunicorn", "built_at": "2026-01-01T00:00:00.000000Z"}
+    assert asked["release"] == {"complete": True, "gate": "failed"}
+    assert run_module(tmp_path, args="release=half")["release"] == {"complete": False, "gate": "passed"}
+    assert run_module(tmp_path, args="release=new")["release"] == {"complete": False, "gate": ""}
+    assert run_module(tmp_path)["release"] == {}, "no release asked, none told"
+    (tmp_path / "current").unlink()
+    assert run_module(tmp_path, args="release=r1")["live"] == {"path": "", "record": {}}

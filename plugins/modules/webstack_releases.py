@@ -28,6 +28,11 @@ options:
     type: list
     elements: str
     default: []
+  release:
+    description:
+      - A release id to report on in I(release) (built or not), so that one call tells a deploy what
+        is live and where its release stands.
+    type: str
 author: webstack developers (@pyops)
 """
 
@@ -64,6 +69,18 @@ incomplete:
   description: Release directories without a record (a build that never finished); left alone.
   type: list
   returned: always
+live:
+  description: >-
+    What C(current) points at, C(path) (resolved, or an empty string when there is no link) and
+    C(record) (that release's C(.webstack-release), or an empty dict).
+  type: dict
+  returned: always
+release:
+  description: >-
+    For I(release), C(complete) (it has its record) and C(gate) (C(passed), C(failed) or an empty
+    string); an empty dict without I(release).
+  type: dict
+  returned: always
 """
 
 import json
@@ -82,17 +99,11 @@ def read_releases(root):
         path = os.path.join(releases_dir, name)
         if not os.path.isdir(path) or os.path.islink(path):
             continue
-        try:
-            with open(os.path.join(path, ".webstack-release")) as handle:
-                record = json.load(handle)
-        except (OSError, ValueError):
+        record = read_record(path)
+        if not record:
             incomplete.append(name)
             continue
-        try:
-            with open(os.path.join(path, ".webstack-gate")) as handle:
-                gate = handle.read().strip()
-        except OSError:
-            gate = ""
+        gate = read_gate(path)
         releases.append({
             "id": name,
             "path": path,
@@ -102,6 +113,24 @@ def read_releases(root):
             "live": os.path.realpath(path) == current,
         })
     return order(releases), incomplete
+
+
+def read_record(path):
+    """A release directory's record, or {} (none, or unreadable)."""
+    try:
+        with open(os.path.join(path, ".webstack-release")) as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def read_gate(path):
+    try:
+        with open(os.path.join(path, ".webstack-gate")) as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
 
 
 def order(releases):
@@ -156,6 +185,7 @@ def main():
             "root": {"type": "path", "required": True},
             "keep": {"type": "int", "default": 0},
             "protect": {"type": "list", "elements": "str", "default": []},
+            "release": {"type": "str"},
         },
         supports_check_mode=True,
     )
@@ -163,6 +193,16 @@ def main():
     if keep < 0:
         module.fail_json(msg=f"keep must be 0 or more (got {keep})")
     releases, incomplete = read_releases(root)
+    link = os.path.join(root, "current")
+    live_path = os.path.realpath(link) if os.path.islink(link) else ""
+    live_release = {"path": live_path, "record": read_record(live_path) if live_path else {}}
+    asked = {}
+    if module.params["release"]:
+        release_id = module.params["release"]
+        if "/" in release_id or release_id in ("", ".", ".."):
+            module.fail_json(msg=f"release must be a release id (got {release_id!r})")
+        path = os.path.join(root, "releases", release_id)
+        asked = {"complete": bool(read_record(path)), "gate": read_gate(path)}
     removed = to_remove(releases, keep, set(protect))
     if removed and not module.check_mode:
         for release_id in removed:
@@ -181,6 +221,8 @@ def main():
         removed=removed,
         removed_venvs=removed_venvs,
         incomplete=incomplete,
+        live=live_release,
+        release=asked,
     )
 
 
