@@ -32,10 +32,11 @@ def accounts(users=None, groups=None):
     return getpw, getgr
 
 
-def check(tmp_path, users=None, groups=None, root=None, loaded=None, **app):
+def check(tmp_path, users=None, groups=None, root=None, loaded=None, passwords=None, **app):
     getpw, getgr = accounts(users, groups)
     entry = {"name": "hello", "root": str(root or tmp_path / "srv/hello"), "units": UNITS, **app}
-    return claim.check_app(entry, str(tmp_path / "units"), getpw=getpw, getgr=getgr, loaded=loaded)
+    return claim.check_app(entry, str(tmp_path / "units"), getpw=getpw, getgr=getgr, loaded=loaded,
+                           getsp=lambda user: (passwords or {}).get(user))
 
 
 def ours(root):
@@ -158,3 +159,29 @@ def test_every_module_documents_itself_in_yaml_that_parses(path):
     doc = yaml.safe_load(module.DOCUMENTATION)
     assert doc["module"] == path.stem and doc["short_description"]
     assert yaml.safe_load(module.EXAMPLES) and yaml.safe_load(module.RETURN)
+
+
+def test_accounts_exactly_as_made_are_left_alone_and_any_drift_is_not(tmp_path):
+    root = tmp_path / "srv/hello"
+    root.mkdir(parents=True)
+    (root / ".webstack-app").write_text("hello\n")
+    (tmp_path / "units").mkdir()
+    group = {"hello": {"gr_gid": 990, "gr_mem": []}}
+    assert check(tmp_path, users={"hello": ours(root)}, groups=group, passwords={"hello": "!"})["accounts_as_made"]
+    for drift in ({"pw_shell": "/bin/bash"}, {"pw_dir": "/home/hello"}, {"pw_gid": 100}):
+        user = {**ours(root), **drift}
+        result = check(tmp_path, users={"hello": user}, groups=group, passwords={"hello": "!"})
+        assert not result["accounts_as_made"], drift
+    for password in ("$6$hash", "", None):
+        result = check(tmp_path, users={"hello": ours(root)}, groups=group, passwords={"hello": password})
+        assert not result["accounts_as_made"], password
+    assert not check(tmp_path, groups=group)["accounts_as_made"], "no user yet"
+    assert not check(tmp_path, users={"hello": ours(root)}, passwords={"hello": "!"})["accounts_as_made"], "no group"
+
+
+def test_the_shadow_file_is_read_for_the_users_field(tmp_path):
+    shadow = tmp_path / "shadow"
+    shadow.write_text("root:$6$x:19000:0:99999:7:::\nhello:!:19000::::::\n")
+    assert claim.shadow_password("hello", str(shadow)) == "!"
+    assert claim.shadow_password("nobody", str(shadow)) is None
+    assert claim.shadow_password("hello", str(tmp_path / "none")) is None

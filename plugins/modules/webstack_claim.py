@@ -50,8 +50,11 @@ RETURN = r"""
 apps:
   description: >-
     For each app, in order: C(name), C(problems) (a list of sentences, empty when every name is free
-    or the roles' own) and C(owned) (C(user), C(group), C(root): true when it exists and the roles
-    made it; C(units): the unit files in I(unit_dir) the roles made).
+    or the roles' own), C(owned) (C(user), C(group), C(root): true when it exists and the roles
+    made it; C(units): the unit files in I(unit_dir) the roles made) and C(accounts_as_made) (true
+    when the user and group are the roles' own and exactly as python_app makes them: the user's
+    comment is its mark, its home the root, its shell C(/usr/sbin/nologin), its primary group the
+    group, its password locked with C(!); python_app then leaves them alone).
   type: list
   returned: always
 problems:
@@ -133,8 +136,24 @@ def loaded_elsewhere(units, unit_dir, run=subprocess.run):
     return elsewhere
 
 
-def _check_accounts(name, user, group, root, problems, owned, getpw, getgr):
-    """The account, group and directory part of check_app."""
+def shadow_password(user, path="/etc/shadow"):
+    """The user's password field in the shadow file, or None (no entry, or unreadable)."""
+    for line in (_read(path) or "").splitlines():
+        fields = line.split(":")
+        if len(fields) > 1 and fields[0] == user:
+            return fields[1]
+    return None
+
+
+def as_made(name, root, account, group_entry, password):
+    """Whether the account and group are exactly what python_app's layout makes of them."""
+    return (account is not None and group_entry is not None and account.pw_gecos == USER_MARK.format(name=name)
+            and account.pw_dir == root and account.pw_shell == "/usr/sbin/nologin"
+            and account.pw_gid == group_entry.gr_gid and password == "!")
+
+
+def _check_accounts(name, user, group, root, problems, owned, getpw, getgr, getsp):
+    """The account, group and directory part of check_app; whether the accounts are as made."""
     where = root_state(root, name)
     if where == "foreign":
         problems.append(f"{root} exists and was not made by pyops.webstack for {name} (no {ROOT_MARK} naming it, "
@@ -162,6 +181,8 @@ def _check_accounts(name, user, group, root, problems, owned, getpw, getgr):
             owned["group"] = False
             problems.append(f"the group {group} exists and was not made by pyops.webstack for {name} (it is not the "
                             f"primary group of the app's user alone): the roles never modify it; choose another name")
+    return (owned["user"] and owned["group"]
+            and as_made(name, root, account, group_entry, getsp(user) if account is not None else None))
 
 
 def app_units(name):
@@ -169,14 +190,15 @@ def app_units(name):
     return [f"{name}.service", f"{name}.socket", f"{name}-handover@.service", f"{name}.timer"]
 
 
-def check_app(app, unit_dir, getpw=pwd.getpwnam, getgr=grp.getgrnam, loaded=None):
+def check_app(app, unit_dir, getpw=pwd.getpwnam, getgr=grp.getgrnam, loaded=None, getsp=shadow_password):
     """The problems and the owned parts of one app (see RETURN)."""
     name, root = app["name"], app.get("root", "")
     user, group = app.get("user") or name, app.get("group") or name
     problems = []
     owned = {"user": False, "group": False, "root": False, "units": []}
+    made = False
     if app.get("accounts", True):
-        _check_accounts(name, user, group, root, problems, owned, getpw, getgr)
+        made = _check_accounts(name, user, group, root, problems, owned, getpw, getgr, getsp)
     for unit in app.get("units", app_units(name)):
         path = os.path.join(unit_dir, unit)
         if os.path.lexists(path):
@@ -193,7 +215,7 @@ def check_app(app, unit_dir, getpw=pwd.getpwnam, getgr=grp.getgrnam, loaded=None
         if unit in (loaded or {}):
             problems.append(f"systemd has the unit {unit} from {loaded[unit]}: an app of that name would take it "
                             "over; choose another name")
-    return {"name": name, "problems": problems, "owned": owned}
+    return {"name": name, "problems": problems, "owned": owned, "accounts_as_made": bool(made)}
 
 
 def main():
