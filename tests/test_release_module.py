@@ -167,6 +167,14 @@ def test_the_complete_call_finishes_an_unpacked_release(tmp_path):
     assert json.loads((release / ".webstack-release").read_text())["id"] == "abc123"
 
 
+def test_a_file_with_two_names_is_shipped_as_two_files(tmp_path):
+    code, _ = project(tmp_path)
+    os.link(code / "app" / "__init__.py", code / "app" / "again.py")
+    release, results = play(tmp_path)
+    assert results["Build"]["complete"], results["Build"]
+    assert (release / "src" / "app" / "again.py").read_text() == "VALUE = 1\n"
+
+
 def test_check_mode_builds_nothing(tmp_path):
     project(tmp_path)
     release, results = play(tmp_path, "--check")

@@ -23,7 +23,16 @@ def pack(src):
             dirs[:] = sorted(d for d in dirs if d != "__pycache__")
             for name in dirs + sorted(f for f in files if not f.endswith(".pyc")):
                 path = os.path.join(top, name)
-                tar.add(path, arcname=os.path.relpath(path, src), recursive=False)
+                info = tar.gettarinfo(path, arcname=os.path.relpath(path, src))
+                if info is None:  # a socket: nothing to ship
+                    continue
+                if info.islnk():  # a second name of a file already packed: packed as a file again
+                    info.type, info.linkname, info.size = tarfile.REGTYPE, "", os.path.getsize(path)
+                if info.isreg():
+                    with open(path, "rb") as handle:
+                        tar.addfile(info, handle)
+                else:
+                    tar.addfile(info)
     return archive
 
 
