@@ -2,11 +2,14 @@
 round trip, as python_app's build.yml calls it."""
 
 import grp
+import io
 import json
 import os
 import pwd
 import stat
+import subprocess
 import sys
+import tarfile
 import textwrap
 
 import pytest
@@ -197,3 +200,31 @@ def test_a_missing_source_fails_on_the_controller(tmp_path):
     release, results = play(tmp_path)
     assert results["Build"]["failed"] and "no such directory on the controller" in results["Build"]["msg"]
     assert not release.exists()
+
+
+def test_an_archive_never_writes_through_a_link_it_made(tmp_path):
+    """A name given twice, first as a link out of the code, then as a file: refused, nothing written
+    outside. (The action packs a directory walk, which names nothing twice; the module checks anyway.)"""
+    project(tmp_path)
+    outside = tmp_path / "outside" / "target.txt"
+    outside.write_text("untouched\n")
+    archive = tmp_path / "bad.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        link = tarfile.TarInfo("a")
+        link.type, link.linkname = tarfile.SYMTYPE, str(outside)
+        tar.addfile(link)
+        data = b"overwritten\n"
+        item = tarfile.TarInfo("a")
+        item.size = len(data)
+        tar.addfile(item, io.BytesIO(data))
+    release = tmp_path / "releases" / "abc123"
+    release.parent.mkdir(exist_ok=True)
+    args = {"ANSIBLE_MODULE_ARGS": {"path": str(release), "venv": str(tmp_path / "venvs" / "v1"),
+                                    "group": grp.getgrgid(os.getgid()).gr_name, "unpack": True,
+                                    "archive": str(archive)}}
+    module = os.path.join(os.path.dirname(__file__), "..", "plugins", "modules", "webstack_release.py")
+    done = subprocess.run([sys.executable, module], input=json.dumps(args), capture_output=True, text=True,
+                          check=False)
+    result = json.loads(done.stdout)
+    assert result["failed"] and "twice" in result["msg"], result
+    assert outside.read_text() == "untouched\n"

@@ -135,6 +135,8 @@ def unpack(module, archive, src, uid, gid):
             os.makedirs(parent, mode=0o750, exist_ok=True)
             if not (os.path.realpath(parent) + "/").startswith(top + "/"):
                 module.fail_json(msg=f"the code's {member.name!r} would be written through a link out of it")
+            if os.path.islink(target) or (os.path.lexists(target) and kind != "dir"):
+                module.fail_json(msg=f"the code's archive holds {member.name!r} twice")
             if kind == "dir":
                 os.makedirs(target, mode=0o750, exist_ok=True)
                 os.chmod(target, 0o750)
