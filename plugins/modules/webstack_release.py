@@ -113,9 +113,9 @@ from ansible.module_utils.basic import AnsibleModule
 TYPES = {tarfile.REGTYPE: "file", tarfile.AREGTYPE: "file", tarfile.DIRTYPE: "dir", tarfile.SYMTYPE: "link"}
 
 
-def code_mode(mode, is_dir):
-    """u=rwX,g=rX,o=: a directory, or a file with any execute bit, is 0750; any other file 0640."""
-    return 0o750 if is_dir or mode & 0o111 else 0o640
+def code_mode(mode):
+    """u=rwX,g=rX,o= for a file: 0750 with any execute bit, else 0640 (a directory is 0750)."""
+    return 0o750 if mode & 0o111 else 0o640
 
 
 def unpack(module, archive, src, uid, gid):
@@ -145,7 +145,7 @@ def unpack(module, archive, src, uid, gid):
             else:
                 with tar.extractfile(member) as data, open(target, "wb") as out:
                     shutil.copyfileobj(data, out)
-                os.chmod(target, code_mode(member.mode, False))
+                os.chmod(target, code_mode(member.mode))
             os.lchown(target, uid, gid)
 
 
@@ -159,10 +159,10 @@ def take(tree, gid):
             info = os.lstat(path)
             os.lchown(path, 0, gid)
             if not stat.S_ISLNK(info.st_mode):
-                os.chmod(path, code_mode(info.st_mode, False))
+                os.chmod(path, code_mode(info.st_mode))
 
 
-def open_to_others(module, src, static_dirs):
+def open_to_others(src, static_dirs):
     """Each static directory inside the code readable by all, its parents up to the code passable;
     the entries left alone, with why."""
     top, skipped = os.path.realpath(src), []
@@ -217,7 +217,7 @@ def complete(module, path, gid):
     take(src, gid)
     if os.path.isdir(os.path.join(path, "__pycache__")):
         take(os.path.join(path, "__pycache__"), gid)
-    skipped = open_to_others(module, src, params["static_dirs"])
+    skipped = open_to_others(src, params["static_dirs"])
     built_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     write(os.path.join(path, ".webstack-release"),
           json.dumps({**params["record"], "built_at": built_at}, indent=4, sort_keys=True) + "\n", 0o644, 0, 0)

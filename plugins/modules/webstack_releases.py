@@ -92,7 +92,7 @@ from ansible.module_utils.basic import AnsibleModule
 def read_releases(root):
     """The complete releases under root, newest first, and the ids of directories without a record."""
     releases_dir = os.path.join(root, "releases")
-    current = os.path.realpath(os.path.join(root, "current")) if os.path.islink(os.path.join(root, "current")) else ""
+    current = live_path(root)
     releases, incomplete = [], []
     names = sorted(os.listdir(releases_dir)) if os.path.isdir(releases_dir) else []
     for name in names:
@@ -113,6 +113,12 @@ def read_releases(root):
             "live": os.path.realpath(path) == current,
         })
     return order(releases), incomplete
+
+
+def live_path(root):
+    """The resolved path <root>/current points at, or "" when there is no link."""
+    link = os.path.join(root, "current")
+    return os.path.realpath(link) if os.path.islink(link) else ""
 
 
 def read_record(path):
@@ -193,9 +199,8 @@ def main():
     if keep < 0:
         module.fail_json(msg=f"keep must be 0 or more (got {keep})")
     releases, incomplete = read_releases(root)
-    link = os.path.join(root, "current")
-    live_path = os.path.realpath(link) if os.path.islink(link) else ""
-    live_release = {"path": live_path, "record": read_record(live_path) if live_path else {}}
+    live_dir = live_path(root)
+    live_release = {"path": live_dir, "record": read_record(live_dir) if live_dir else {}}
     asked = {}
     if module.params["release"]:
         release_id = module.params["release"]
