@@ -73,8 +73,9 @@ lint: setup
 	ansible-lint
 	tools/sanity.sh
 
+# One pytest worker per core; a file's tests stay on one worker (their session fixtures run once).
 unit: setup fcgi-tools
-	pytest
+	pytest -n auto --dist loadfile
 
 # Debian's fcgiwrap and spawn-fcgi: the fast tests stop a real fcgiwrap with the cgi role's
 # ExecStop, and start and reload a real spawn-fcgi with the spawn_fcgi role's scripts.
