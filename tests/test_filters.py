@@ -678,11 +678,11 @@ def test_tasks_app_hands_over_exactly_the_filters_variables():
 
     path = pathlib.Path(__file__).resolve().parents[1] / "playbooks" / "tasks" / "app.yml"
     [task] = [t for t in yaml.safe_load(path.read_text()) if "ansible.builtin.include_role" in t]
-    handed = {k: v for k, v in task["vars"].items() if k != "_webstack_role_vars"}
+    handed = task["vars"]
     [completed] = webstack.webstack_apps([app()])
     decided = webstack.webstack_python_app_vars(completed, {}, install_packages=True, rollback_to="", lead_host="h")
     assert set(handed) == set(decided)
-    assert all(value == f"{{{{ _webstack_role_vars.{name} }}}}" for name, value in handed.items()), handed
+    assert all(value == f"{{{{ _webstack_app_vars.{name} }}}}" for name, value in handed.items()), handed
 
 
 def test_access_checks_reach_nginx_below_the_apps_prefix():
