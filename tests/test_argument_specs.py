@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from webstack_testlib import ROLE_NAMES, ROLES
+from webstack_testlib import ROLE_NAMES, ROLES, ROOT
 
 
 def load(role, *parts):
@@ -116,3 +116,33 @@ def test_no_task_registers_over_a_role_variable():
                for name in _registered(yaml.safe_load(path.read_text()))
                if name in variables]
     assert not clashes, clashes
+
+
+def _include_roles(data):
+    """Every include_role in a playbook or task file, at any depth (plays, blocks, rescues)."""
+    if isinstance(data, list):
+        for item in data:
+            yield from _include_roles(item)
+    elif isinstance(data, dict):
+        if isinstance(data.get("ansible.builtin.include_role"), dict):
+            yield data["ansible.builtin.include_role"]
+        for value in data.values():
+            yield from _include_roles(value)
+
+
+def test_a_role_calls_another_without_checking_its_spec_again():
+    """A role's argument spec is checked where a user (or a playbook) calls it. A role calling another
+    passes values it worked out itself from checked ones, and the check costs a task per call, on
+    every app of every run (about 0.5 s each under Mitogen): role-to-role includes turn it off."""
+    checked = []
+    for path in sorted(ROOT.glob("roles/*/tasks/*.yml")):
+        for include in _include_roles(yaml.safe_load(path.read_text())):
+            checked.append(path)
+            assert include.get("rolespec_validate") is False, f"{path.relative_to(ROOT)}: {include['name']}"
+    assert len(checked) >= 15
+    users = 0
+    for path in sorted(ROOT.glob("playbooks/**/*.yml")):
+        for include in _include_roles(yaml.safe_load(path.read_text())):
+            users += 1
+            assert "rolespec_validate" not in include, f"{path.relative_to(ROOT)}: a user's call is checked"
+    assert users >= 3
