@@ -67,7 +67,7 @@ def describe(top, files, given):
             with open(os.path.join(top, requirements_file), encoding="utf-8") as handle:
                 lines = handle.read().split("\n")
         except OSError:
-            lines = []
+            pass  # no such file: no requirement ties the venv to the code
     requirements = [line for line in (_COMMENT.sub("", line).strip() for line in lines) if line]
     tied = (bool(given["wheel"]) or any(_CODE_REQUIREMENT.match(line) for line in requirements)
             or any(_CODE_REQUIREMENT_ANYWHERE.search(line) for line in requirements))
